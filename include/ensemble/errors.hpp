@@ -1,0 +1,110 @@
+// The exceptions ensemble-cpp throws. Every one derives from ensemble::Error, so a caller can
+// catch the family or a single kind. Messages name what was wrong (which file, which
+// variable, which address, which field) so they can be shown to a user as they are.
+#pragma once
+
+#include <grpcpp/support/status.h>
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace ensemble {
+
+// Base of every ensemble-cpp exception.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Invalid client or service configuration: both or neither of socket_path/addr, a missing
+// environment variable, an option out of range. Thrown at construction, before any I/O.
+class ConfigError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A seed that cannot be used: wrong length, unreadable file, non-hex text.
+class AuthError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A string that is not a valid Ensemble address (Base58Check, version 0x21).
+class AddressError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A call the daemon answered with a non-OK gRPC status. code() and daemon_message() are the
+// status as the daemon sent it; what() adds the call's name for context.
+class RpcError : public Error {
+ public:
+  RpcError(std::string call, grpc::Status status)
+      : Error(call + " failed: " + status_name(status.error_code()) + ": " +
+              status.error_message()),
+        call_(std::move(call)),
+        status_(std::move(status)) {}
+
+  grpc::StatusCode code() const noexcept { return status_.error_code(); }
+  const std::string& daemon_message() const noexcept { return status_.error_message(); }
+  const grpc::Status& status() const noexcept { return status_; }
+  const std::string& call() const noexcept { return call_; }
+
+  static std::string status_name(grpc::StatusCode code) {
+    switch (code) {
+      case grpc::StatusCode::OK: return "OK";
+      case grpc::StatusCode::CANCELLED: return "CANCELLED";
+      case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+      case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+      case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+      case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+      case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+      case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+      case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+      case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+      case grpc::StatusCode::ABORTED: return "ABORTED";
+      case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+      case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+      case grpc::StatusCode::INTERNAL: return "INTERNAL";
+      case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+      case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+      case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+      default: return "status " + std::to_string(static_cast<int>(code));
+    }
+  }
+
+ protected:
+  RpcError(std::string call, grpc::Status status, std::string what)
+      : Error(std::move(what)), call_(std::move(call)), status_(std::move(status)) {}
+
+ private:
+  std::string call_;
+  grpc::Status status_;
+};
+
+// RegisterService ended before the daemon sent `registered`: name taken (ALREADY_EXISTS), a
+// bad manifest (INVALID_ARGUMENT), auth (UNAUTHENTICATED / PERMISSION_DENIED), or nothing
+// listening (UNAVAILABLE). daemon_message() is the daemon's own text.
+class RegistrationError : public RpcError {
+ public:
+  RegistrationError(std::string service_name, grpc::Status status)
+      : RpcError("RegisterService", status,
+                 "registering service \"" + service_name + "\" failed: " +
+                     status_name(status.error_code()) + ": " + status.error_message()),
+        service_name_(std::move(service_name)) {}
+
+  const std::string& service_name() const noexcept { return service_name_; }
+
+ private:
+  std::string service_name_;
+};
+
+// An action (send, accept, reject, ...) on a service whose stream is not open: never
+// started, closed by the user, or ended by the daemon. Nothing was queued.
+class ServiceClosedError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace ensemble
