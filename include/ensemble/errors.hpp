@@ -47,7 +47,8 @@ class RpcError : public Error {
         status_(std::move(status)) {}
 
   grpc::StatusCode code() const noexcept { return status_.error_code(); }
-  const std::string& daemon_message() const noexcept { return status_.error_message(); }
+  // By value: grpc::Status::error_message() returns a copy, so a reference would dangle.
+  std::string daemon_message() const { return status_.error_message(); }
   const grpc::Status& status() const noexcept { return status_; }
   const std::string& call() const noexcept { return call_; }
 
