@@ -101,6 +101,13 @@ class RegistrationError : public RpcError {
   std::string service_name_;
 };
 
+// An argument the daemon would refuse (an empty text, an empty request id); thrown before
+// anything is sent.
+class InvalidArgumentError : public Error {
+ public:
+  using Error::Error;
+};
+
 // An action (send, accept, reject, ...) on a service whose stream is not open: never
 // started, closed by the user, or ended by the daemon. Nothing was queued.
 class ServiceClosedError : public Error {

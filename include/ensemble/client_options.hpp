@@ -1,0 +1,45 @@
+// How a Client reaches its daemon and proves who it is.
+#pragma once
+
+#include <ensemble/auth.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+namespace ensemble {
+
+// Fill with designated initializers: Client({.socket_path = "/run/ensemble/sock"}). Every
+// member of the option structs has a default initializer ({}), which also keeps GCC 12's
+// -Wmissing-field-initializers quiet about the members left out.
+struct ClientOptions {
+  // Exactly one of these two. socket_path is the daemon's Unix socket ("/run/ensemble/sock";
+  // "unix:/…" and "unix:///…" forms are accepted too); addr is "host:port" over TCP.
+  std::string socket_path{};
+  std::string addr{};
+
+  // TLS, for addr only. tls uses the system trust store; tls_root_certs (PEM text) replaces
+  // it, e.g. with a LAN CA, and implies tls.
+  bool tls = false;
+  std::string tls_root_certs{};
+  // DEVELOPMENT ONLY: encrypts but skips every check of the server's certificate, so anyone
+  // on the path can impersonate the daemon and read the admin-signed calls. Implies tls.
+  bool tls_insecure = false;
+
+  // The admin seed: every call is signed with it (x-auth-* headers). Load one with
+  // Seed::from_file("/etc/ensemble/admin.seed") or Seed::from_bytes(...).
+  std::optional<Seed> auth_seed{};
+
+  // Supervised services: the token the daemon's supervisor handed the process
+  // (ENSEMBLE_SERVICE_TOKEN). Sent as x-service-token on RegisterService; the token is the
+  // auth on that call, so it is not signed.
+  std::string service_token{};
+};
+
+// Per-call settings for node-level calls (Client::get_status(…, CallOptions{…}) etc.).
+struct CallOptions {
+  // Zero means no deadline. A call past its deadline fails with DEADLINE_EXCEEDED.
+  std::chrono::milliseconds timeout{0};
+};
+
+}  // namespace ensemble

@@ -1,0 +1,110 @@
+// Turns ClientOptions into a gRPC channel with the right credentials. The one subtle case:
+// gRPC only attaches per-call credentials (our signature headers) to a channel whose
+// security level allows it, so a plaintext Unix socket or loopback TCP channel must be built
+// with *local* credentials of the matching kind. (The Python client once shipped without
+// this and failed with "Endpoint is neither UDS or TCP loopback address".)
+#pragma once
+
+#include <ensemble/auth.hpp>
+#include <ensemble/client_options.hpp>
+#include <ensemble/errors.hpp>
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace ensemble::detail {
+
+// "unix:" target for a socket path given bare or already prefixed.
+inline std::string unix_target(std::string_view socket_path) {
+  if (socket_path.starts_with("unix:")) return std::string(socket_path);
+  return "unix:" + std::string(socket_path);
+}
+
+// Host part of "host:port", "[v6]:port" or "host".
+inline std::string_view host_of(std::string_view addr) {
+  if (addr.starts_with('[')) {
+    auto close = addr.find(']');
+    return close == std::string_view::npos ? addr : addr.substr(1, close - 1);
+  }
+  auto colon = addr.rfind(':');
+  return colon == std::string_view::npos ? addr : addr.substr(0, colon);
+}
+
+inline bool is_loopback_host(std::string_view host) {
+  return host == "localhost" || host == "::1" || host.starts_with("127.") ||
+         host == "ip6-localhost";
+}
+
+inline void check_options(const ClientOptions& o) {
+  if (o.socket_path.empty() == o.addr.empty()) {
+    throw ConfigError(o.socket_path.empty()
+                          ? "ClientOptions: set exactly one of socket_path or addr (neither is set)"
+                          : "ClientOptions: set exactly one of socket_path or addr (both are set: "
+                            "socket_path \"" + o.socket_path + "\", addr \"" + o.addr + "\")");
+  }
+  const bool wants_tls = o.tls || o.tls_insecure || !o.tls_root_certs.empty();
+  if (wants_tls && !o.socket_path.empty()) {
+    throw ConfigError("ClientOptions: tls applies to addr only, not to socket_path \"" +
+                      o.socket_path + "\"");
+  }
+  if (!o.addr.empty()) {
+    auto colon = o.addr.rfind(':');
+    auto bracket = o.addr.rfind(']');
+    if (colon == std::string::npos || colon + 1 == o.addr.size() ||
+        (bracket != std::string::npos && colon < bracket)) {
+      throw ConfigError("ClientOptions: addr \"" + o.addr + "\" is not host:port");
+    }
+    if (o.auth_seed && !wants_tls && !is_loopback_host(host_of(o.addr))) {
+      throw ConfigError("ClientOptions: addr \"" + o.addr +
+                        "\" is not a loopback address; signed calls over plaintext TCP are "
+                        "only sent to loopback. Set tls = true (or use socket_path)");
+    }
+  }
+}
+
+inline std::shared_ptr<grpc::ChannelCredentials> transport_credentials(const ClientOptions& o,
+                                                                       bool signs_calls) {
+  if (!o.socket_path.empty()) {
+    return grpc::experimental::LocalCredentials(UDS);
+  }
+  if (o.tls_insecure) {
+    grpc::experimental::TlsChannelCredentialsOptions tls;
+    tls.set_verify_server_certs(false);
+    tls.set_check_call_host(false);
+    tls.set_certificate_verifier(
+        std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
+    return grpc::experimental::TlsCredentials(tls);
+  }
+  if (o.tls || !o.tls_root_certs.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = o.tls_root_certs;  // empty = the system trust store
+    return grpc::SslCredentials(ssl);
+  }
+  // Plain TCP: local credentials let loopback calls carry signatures; without a seed there
+  // is nothing to protect and any host is fine.
+  return signs_calls ? grpc::experimental::LocalCredentials(LOCAL_TCP)
+                     : grpc::InsecureChannelCredentials();
+}
+
+inline std::shared_ptr<grpc::Channel> make_channel(const ClientOptions& o,
+                                                   std::shared_ptr<const Signer> signer) {
+  check_options(o);
+  auto creds = transport_credentials(o, signer != nullptr);
+  if (signer) {
+    creds = grpc::CompositeChannelCredentials(creds, signing_call_credentials(std::move(signer)));
+  }
+  grpc::ChannelArguments args;
+  // Events are small but RPC payloads and file progress may not be: lift the 4 MiB default.
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  const std::string target = o.socket_path.empty() ? o.addr : unix_target(o.socket_path);
+  return grpc::CreateCustomChannel(target, creds, args);
+}
+
+}  // namespace ensemble::detail

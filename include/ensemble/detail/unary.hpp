@@ -1,0 +1,89 @@
+// The two shapes of every unary call: blocking (value or a thrown RpcError) and callback
+// (gRPC's callback unary API; the callback gets a Result). Each public call is one line on
+// top of these, so deadlines, error typing and cancellation on Client destruction are
+// written once.
+#pragma once
+
+#include <ensemble/client_options.hpp>
+#include <ensemble/detail/callback_thread.hpp>
+#include <ensemble/detail/connection.hpp>
+#include <ensemble/errors.hpp>
+#include <ensemble/result.hpp>
+
+#include <grpcpp/client_context.h>
+
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <utility>
+
+namespace ensemble::detail {
+
+inline void apply_call_options(grpc::ClientContext& context, const CallOptions& options) {
+  if (options.timeout.count() > 0) {
+    context.set_deadline(std::chrono::system_clock::now() + options.timeout);
+  }
+}
+
+// `invoke(stub, context, request, response)` runs the synchronous stub method; `convert`
+// maps the response to the public value type.
+template <class Response, class Request, class Invoke, class Convert>
+auto blocking_call(Connection& conn, const char* name, const Request& request,
+                   const CallOptions& options, Invoke invoke, Convert convert) {
+  grpc::ClientContext context;
+  apply_call_options(context, options);
+  Response response;
+  grpc::Status status = invoke(*conn.stub, &context, request, &response);
+  if (!status.ok()) throw RpcError(name, std::move(status));
+  return convert(std::move(response));
+}
+
+// `start(async_stub, context, request, response, on_done)` starts the callback-API call.
+// The callback runs on a gRPC thread, exactly once, with the value or the RpcError.
+template <class Response, class Request, class Start, class Convert, class Value>
+void callback_call(std::shared_ptr<Connection> conn, const char* name, Request request,
+                   const CallOptions& options, Start start, Convert convert,
+                   std::function<void(Result<Value>)> callback) {
+  struct Pending final : LiveCall {
+    std::shared_ptr<Connection> conn;
+    const char* name;
+    grpc::ClientContext context;
+    Request request;
+    Response response;
+    Convert convert;
+    std::function<void(Result<Value>)> callback;
+
+    Pending(std::shared_ptr<Connection> c, const char* n, Request r, Convert cv,
+            std::function<void(Result<Value>)> cb)
+        : conn(std::move(c)), name(n), request(std::move(r)), convert(std::move(cv)),
+          callback(std::move(cb)) {}
+    void cancel_call() noexcept override { context.TryCancel(); }
+
+    void finish(grpc::Status status) {
+      CallbackScope scope;
+      std::unique_ptr<Pending> owner(this);
+      auto result = status.ok() ? Result<Value>(convert(std::move(response)))
+                                : Result<Value>(std::make_exception_ptr(
+                                      RpcError(name, std::move(status))));
+      try {
+        callback(std::move(result));
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "ensemble: %s callback threw: %s\n", name, e.what());
+      } catch (...) {
+        std::fprintf(stderr, "ensemble: %s callback threw\n", name);
+      }
+      conn->calls.remove(this);
+    }
+  };
+
+  auto* pending = new Pending(std::move(conn), name, std::move(request), std::move(convert),
+                              std::move(callback));
+  apply_call_options(pending->context, options);
+  pending->conn->calls.add(pending);
+  start(pending->conn->stub->async(), &pending->context, &pending->request,
+        &pending->response, [pending](grpc::Status status) { pending->finish(std::move(status)); });
+}
+
+}  // namespace ensemble::detail

@@ -1,0 +1,147 @@
+// The events a registered service receives, as plain C++ values, and the decoders that turn
+// the daemon's ServiceEvent / ServiceError messages into them. Decoding never throws: a type
+// this version does not know, or a payload that does not parse, becomes an UnknownEvent that
+// says which, so a newer daemon can never crash an older bot.
+#pragma once
+
+#include <ensemble/proto/ensemble.pb.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace ensemble {
+
+// Daemon timestamps are Unix milliseconds.
+using Timestamp = std::chrono::sys_time<std::chrono::milliseconds>;
+
+inline Timestamp timestamp_from_unix_ms(std::int64_t ms) noexcept {
+  return Timestamp(std::chrono::milliseconds(ms));
+}
+inline std::int64_t unix_ms(Timestamp t) noexcept { return t.time_since_epoch().count(); }
+
+// Wire names of ServiceEvent.type.
+namespace event_type {
+inline constexpr std::string_view chat_message = "chat_message";
+inline constexpr std::string_view connection_request = "connection_request";
+inline constexpr std::string_view rpc_message = "rpc_message";
+inline constexpr std::string_view peer_introduction = "peer_introduction";
+}  // namespace event_type
+
+// An inbound chat for the service.
+struct ChatMessage {
+  std::string from_addr;
+  std::string text;
+  Timestamp ts;
+};
+
+// A peer asks to connect; answer with accept_connection(request_id) or
+// reject_connection(request_id, reason). The daemon keeps it pending until then, and
+// rejects it with "service stream closed" if the stream ends first.
+struct ConnectionRequest {
+  std::string request_id;
+  std::string from_addr;
+};
+
+// Raw bytes for an RPC-transport service (usually a serialized protobuf of the peers' own).
+struct RpcMessage {
+  std::string from_addr;
+  std::string payload;
+  Timestamp ts;
+};
+
+// Another service introduced this one to a peer. from_service_addr is attested by the daemon
+// (the introducer cannot forge it); replay protection (session_id, expires_at) is the
+// receiver's job.
+struct PeerIntroduction {
+  std::string from_service_addr;
+  std::string peer_addr;
+  std::string session_id;
+  Timestamp expires_at;
+  std::string role_hint;
+  std::string payload;
+};
+
+// An event this version cannot decode: a type it does not know (problem empty), or a known
+// type whose payload did not parse (problem says so). payload is the raw bytes.
+struct UnknownEvent {
+  std::string type;
+  std::string payload;
+  std::string problem;
+};
+
+// A recoverable error the daemon reported on an open stream (the stream stays open).
+// Branch on kind, never on the message text.
+struct ServiceError {
+  enum class Kind {
+    plain,              // only `message` is meaningful
+    payload_too_large,  // an inbound envelope exceeded max_payload_bytes; see limit_bytes
+    rate_limited,       // inbound traffic exceeded the rate limit; see retry_after
+  };
+  Kind kind = Kind::plain;
+  std::string message;
+  std::string code;  // the wire code: "", "payload_too_large", "rate_limited" or newer
+  std::uint64_t limit_bytes = 0;
+  std::chrono::milliseconds retry_after{0};
+  std::string from_addr;  // the peer whose envelope was refused, when the daemon says
+};
+
+using ServiceEvent = std::variant<ChatMessage, ConnectionRequest, RpcMessage, PeerIntroduction,
+                                  UnknownEvent>;
+
+// Decodes one ServiceEvent. Total: every input gives some ServiceEvent.
+inline ServiceEvent decode_event(const api::ServiceEvent& event) {
+  const std::string& type = event.type();
+  const std::string& bytes = event.payload();
+  auto undecodable = [&] {
+    return UnknownEvent{type, bytes, "payload of \"" + type + "\" event does not parse"};
+  };
+  if (type == event_type::chat_message) {
+    api::ServiceChatMessageEvent m;
+    if (!m.ParseFromString(bytes)) return undecodable();
+    return ChatMessage{std::move(*m.mutable_from_addr()), std::move(*m.mutable_text()),
+                       timestamp_from_unix_ms(m.ts())};
+  }
+  if (type == event_type::connection_request) {
+    api::ServiceConnectionRequestEvent m;
+    if (!m.ParseFromString(bytes)) return undecodable();
+    return ConnectionRequest{std::move(*m.mutable_request_id()),
+                             std::move(*m.mutable_from_addr())};
+  }
+  if (type == event_type::rpc_message) {
+    api::ServiceRpcMessageEvent m;
+    if (!m.ParseFromString(bytes)) return undecodable();
+    return RpcMessage{std::move(*m.mutable_from_addr()), std::move(*m.mutable_payload()),
+                      timestamp_from_unix_ms(m.ts())};
+  }
+  if (type == event_type::peer_introduction) {
+    api::ServicePeerIntroductionEvent m;
+    if (!m.ParseFromString(bytes)) return undecodable();
+    return PeerIntroduction{std::move(*m.mutable_from_service_addr()),
+                            std::move(*m.mutable_peer_addr()),
+                            std::move(*m.mutable_session_id()),
+                            timestamp_from_unix_ms(m.expires_at_ms()),
+                            std::move(*m.mutable_role_hint()),
+                            std::move(*m.mutable_payload())};
+  }
+  return UnknownEvent{type, bytes, {}};
+}
+
+inline ServiceError decode_error(const api::ServiceError& error) {
+  ServiceError out;
+  out.message = error.message();
+  out.code = error.code();
+  out.from_addr = error.from_addr();
+  if (out.code == "payload_too_large") {
+    out.kind = ServiceError::Kind::payload_too_large;
+    out.limit_bytes = error.limit_bytes();
+  } else if (out.code == "rate_limited") {
+    out.kind = ServiceError::Kind::rate_limited;
+    out.retry_after = std::chrono::milliseconds(error.retry_after_ms());
+  }
+  return out;
+}
+
+}  // namespace ensemble

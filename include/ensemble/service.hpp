@@ -1,0 +1,799 @@
+// Service: one registered service, one RegisterService stream, as a gRPC callback reactor.
+//
+// Where things are:
+//   - the read loop ........ OnReadDone(): dispatch one server message, then StartRead again
+//   - handler dispatch ..... dispatch_event(): decoded event -> the handler you installed
+//   - the write queue ...... enqueue() / OnWriteDone(): one StartWrite in flight, rest queued
+//   - the one ending ....... OnDone() -> finish(): unsent actions reported, wait() released
+//
+// Threading contract
+//   - Handlers run on gRPC's threads, one at a time per service, in the daemon's order.
+//     While a handler runs, this service reads nothing: the daemon queues at most 256 events
+//     per stream and then drops the OLDEST, silently. Keep handlers short; hand slow work
+//     to your own thread.
+//   - Actions (send_message, accept_connection, ...) may be called from any thread, any
+//     number at once, including from inside a handler. They never block on the network:
+//     each is queued in call order and written one at a time. An action on a service that
+//     is not registered throws ServiceClosedError; an action that was queued but could not
+//     be written before the stream ended is reported to on_unsent(). Nothing is dropped
+//     without a word.
+//   - Handlers must be installed before start(); installing one later throws, so no event
+//     can arrive with nobody to take it.
+//
+// Lifetime contract
+//   - Client::service() and friends return a std::shared_ptr. When the last copy goes, the
+//     stream is cancelled and, unless that happens on a gRPC callback thread (inside a
+//     handler), the release waits until the stream has fully ended: after it returns, no
+//     handler of this service runs again. The reactor itself lives until gRPC's OnDone, so
+//     releasing from inside a handler is safe too; it just does not wait.
+//   - Do not capture the shared_ptr in the service's own handlers (that is a cycle: the
+//     service would only end with its Client). Capture a raw pointer or reference.
+#pragma once
+
+#include <ensemble/address.hpp>
+#include <ensemble/auth.hpp>
+#include <ensemble/client_options.hpp>
+#include <ensemble/detail/callback_thread.hpp>
+#include <ensemble/detail/connection.hpp>
+#include <ensemble/detail/unary.hpp>
+#include <ensemble/errors.hpp>
+#include <ensemble/events.hpp>
+#include <ensemble/node_types.hpp>
+#include <ensemble/service_options.hpp>
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/support/client_callback.h>
+#include <sodium.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace ensemble {
+
+// Where a service is in its life; reported to on_state().
+enum class ServiceState {
+  idle,          // constructed, start() not called
+  registering,   // RegisterService open, waiting for `registered`
+  registered,    // address() valid, actions accepted
+  reconnecting,  // stream lost, ReconnectPolicy is waiting to register again
+  closed,        // ended for good; wait() returns
+};
+
+// Counters, for metrics and for proving nothing went missing: every accepted action ends up
+// in exactly one of actions_written (handed to gRPC) or actions_unsent (reported to
+// on_unsent).
+struct ServiceStats {
+  std::uint64_t events_received = 0;
+  std::uint64_t actions_written = 0;
+  std::uint64_t actions_unsent = 0;
+};
+
+// An action that was accepted by send_message() & co. but never reached the wire.
+struct UnsentAction {
+  enum class Kind { send_message, accept, reject, send_bytes, introduce_peers };
+  Kind kind;
+  std::string target;  // to_addr, or request_id for accept/reject
+  grpc::Status reason;  // how the stream ended
+};
+
+class Client;
+
+namespace detail {
+struct ServiceReleaser;
+
+// Only a Client makes services (they need its connection, and must be owned by the
+// shared_ptr whose deleter ends the stream), so their constructors take this key.
+class ServiceKey {
+  ServiceKey() = default;
+  friend class ensemble::Client;
+};
+}  // namespace detail
+
+class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::ServiceServerMessage>,
+                private detail::LiveCall {
+ public:
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  // ---- Handlers: install before start(). Each replaces any earlier one of its kind. ----
+  Service& on_chat(std::function<void(const ChatMessage&)> handler) {
+    return install(chat_handler_, std::move(handler), "on_chat");
+  }
+  Service& on_connection_request(std::function<void(const ConnectionRequest&)> handler) {
+    return install(connection_handler_, std::move(handler), "on_connection_request");
+  }
+  Service& on_peer_introduction(std::function<void(const PeerIntroduction&)> handler) {
+    return install(introduction_handler_, std::move(handler), "on_peer_introduction");
+  }
+  // Event types this version does not know, and payloads that do not parse.
+  Service& on_unknown(std::function<void(const UnknownEvent&)> handler) {
+    return install(unknown_handler_, std::move(handler), "on_unknown");
+  }
+  // Recoverable daemon errors on the open stream (ServiceError::Kind tells which).
+  Service& on_error(std::function<void(const ServiceError&)> handler) {
+    return install(error_handler_, std::move(handler), "on_error");
+  }
+  // Actions that were queued but not written when a stream ended.
+  Service& on_unsent(std::function<void(const UnsentAction&)> handler) {
+    return install(unsent_handler_, std::move(handler), "on_unsent");
+  }
+  Service& on_state(std::function<void(ServiceState)> handler) {
+    return install(state_handler_, std::move(handler), "on_state");
+  }
+  // The final status, once, when the service has ended for good (also returned by wait()).
+  Service& on_closed(std::function<void(const grpc::Status&)> handler) {
+    return install(closed_handler_, std::move(handler), "on_closed");
+  }
+  // An exception that escaped one of your handlers. Without this handler it is printed to
+  // stderr; either way the stream goes on.
+  Service& on_handler_exception(std::function<void(std::exception_ptr)> handler) {
+    return install(exception_handler_, std::move(handler), "on_handler_exception");
+  }
+
+  // ---- Registration ----
+
+  // Opens the stream, sends the manifest and blocks until the daemon answers. Throws
+  // RegistrationError (ALREADY_EXISTS, INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED,
+  // UNAVAILABLE, or DEADLINE_EXCEEDED after ServiceOptions::registration_timeout).
+  void start() {
+    auto registered = start_async();
+    if (registered.wait_for(options_.registration_timeout) == std::future_status::timeout) {
+      cancel();
+      wait();
+      throw RegistrationError(name_, grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                                  "no answer from the daemon within " +
+                                                      std::to_string(options_.registration_timeout.count()) +
+                                                      " ms"));
+    }
+    registered.get();
+  }
+
+  // The same without blocking: the future becomes ready at `registered`, or holds the
+  // RegistrationError.
+  std::future<void> start_async() {
+    std::future<void> registered;
+    {
+      std::lock_guard lock(mu_);
+      if (state_ != ServiceState::idle) throw Error("service \"" + name_ + "\" was already started");
+      registration_ = std::promise<void>();
+      registered = registration_->get_future();
+      refs_.fetch_add(1, std::memory_order_relaxed);  // held by the stream until finish()
+      conn_->calls.add(this);
+      prepare_attempt_locked();
+    }
+    notify_state(ServiceState::registering);
+    start_attempt();
+    return registered;
+  }
+
+  const std::string& name() const noexcept { return name_; }
+  Transport transport() const noexcept { return transport_; }
+
+  // The service's own address and onion, as the daemon assigned them at registration.
+  // Stable for a name across reconnects and daemon restarts (the daemon keeps the keypair).
+  std::string address() const {
+    std::lock_guard lock(mu_);
+    return address_;
+  }
+  std::string onion() const {
+    std::lock_guard lock(mu_);
+    return onion_;
+  }
+  ServiceState state() const {
+    std::lock_guard lock(mu_);
+    return state_;
+  }
+
+  // ---- Actions (any thread; queued in call order; see the threading contract above) ----
+
+  // Chat to a peer as this service's own identity (the peer's gate sees the service's
+  // address). For the operator's identity use Client::send.
+  void send_message(std::string to_addr, std::string text) {
+    require_valid_address(to_addr, "send_message to_addr");
+    if (text.empty()) throw InvalidArgumentError("send_message: text is empty");
+    api::ServiceClientMessage m;
+    auto* body = m.mutable_send_message();
+    body->set_to_addr(std::move(to_addr));
+    body->set_text(std::move(text));
+    enqueue(std::move(m));
+  }
+
+  void accept_connection(std::string request_id) {
+    if (request_id.empty()) throw InvalidArgumentError("accept_connection: request_id is empty");
+    api::ServiceClientMessage m;
+    m.mutable_accept()->set_request_id(std::move(request_id));
+    enqueue(std::move(m));
+  }
+
+  void reject_connection(std::string request_id, std::string reason = {}) {
+    if (request_id.empty()) throw InvalidArgumentError("reject_connection: request_id is empty");
+    api::ServiceClientMessage m;
+    auto* body = m.mutable_reject();
+    body->set_request_id(std::move(request_id));
+    body->set_reason(std::move(reason));
+    enqueue(std::move(m));
+  }
+
+  // Asks the daemon to introduce to_addr to other_addr. The receiver gets a PeerIntroduction
+  // whose from_service_addr is this service's address, attested by the daemon.
+  void introduce_peers(std::string to_addr, std::string other_addr, std::string session_id,
+                       Timestamp expires_at, std::string role_hint = {},
+                       std::string payload = {}) {
+    require_valid_address(to_addr, "introduce_peers to_addr");
+    require_valid_address(other_addr, "introduce_peers other_addr");
+    if (session_id.empty()) throw InvalidArgumentError("introduce_peers: session_id is empty");
+    api::ServiceClientMessage m;
+    auto* body = m.mutable_introduce_peers();
+    body->set_to_addr(std::move(to_addr));
+    body->set_other_addr(std::move(other_addr));
+    body->set_session_id(std::move(session_id));
+    body->set_expires_at_ms(unix_ms(expires_at));
+    body->set_role_hint(std::move(role_hint));
+    body->set_payload(std::move(payload));
+    enqueue(std::move(m));
+  }
+
+  // Dials a peer as this service's identity (ConnectAs), so the peer's gate sees the
+  // service's address. Use Client::connect to dial as the operator instead. A refused dial
+  // is accepted == false, not an exception; RpcError only for call failures.
+  ConnectResult connect_peer(std::string address, CallOptions options = {}) {
+    return detail::blocking_call<api::ConnectResponse>(
+        *conn_, "ConnectAs", connect_as_request(std::move(address)), options,
+        [](auto& stub, auto* ctx, const auto& req, auto* resp) { return stub.ConnectAs(ctx, req, resp); },
+        detail::to_connect_result);
+  }
+  void connect_peer(std::string address, std::function<void(Result<ConnectResult>)> callback,
+                    CallOptions options = {}) {
+    detail::callback_call<api::ConnectResponse>(
+        conn_, "ConnectAs", connect_as_request(std::move(address)), options,
+        [](auto* async, auto* ctx, auto* req, auto* resp, auto done) {
+          async->ConnectAs(ctx, req, resp, std::move(done));
+        },
+        detail::to_connect_result, std::move(callback));
+  }
+
+  ServiceStats stats() const noexcept {
+    return {events_received_.load(std::memory_order_relaxed),
+            actions_written_.load(std::memory_order_relaxed),
+            actions_unsent_.load(std::memory_order_relaxed)};
+  }
+
+  // Number of actions queued behind the one being written.
+  std::size_t queued() const {
+    std::lock_guard lock(mu_);
+    return pending_.size();
+  }
+
+  // Blocks until every action queued so far has been handed to gRPC. False on timeout or
+  // when the stream ended first (the leftovers went to on_unsent).
+  bool flush(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, timeout, [&] { return !write_in_flight_ && pending_.empty(); }) &&
+           accepting_locked();
+  }
+
+  // ---- Ending ----
+
+  // Graceful: already-queued actions are still written, then the stream is half-closed and
+  // the daemon ends it. New actions throw from now on. Returns at once; wait() for the end.
+  void close() {
+    bool start_writes_done = false;
+    {
+      std::lock_guard lock(mu_);
+      user_closed_ = true;
+      changed_.notify_all();  // a reconnect backoff gives up
+      if (!attempt_active_ || read_ended_ || writes_done_started_) return;
+      closing_ = true;
+      if (!write_in_flight_) start_writes_done = begin_writes_done_locked();
+    }
+    if (start_writes_done) StartWritesDone();
+  }
+
+  // Abrupt: cancels the stream now; queued actions are reported unsent.
+  void cancel() { cancel_call(); }
+
+  // Blocks until the service has ended for good and returns the final status (OK after a
+  // graceful close; CANCELLED after cancel(); UNAVAILABLE when the daemon went away).
+  grpc::Status wait() {
+    std::unique_lock lock(mu_);
+    changed_.wait(lock, [&] { return finished_ || state_ == ServiceState::idle; });
+    return final_status_;
+  }
+
+  std::optional<grpc::Status> wait_for(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    if (!changed_.wait_for(lock, timeout, [&] { return finished_ || state_ == ServiceState::idle; })) {
+      return std::nullopt;
+    }
+    return final_status_;
+  }
+
+ protected:
+  Service(std::shared_ptr<detail::Connection> conn, std::string name, Transport transport,
+          ServiceOptions options)
+      : conn_(std::move(conn)),
+        name_(std::move(name)),
+        transport_(transport),
+        options_(std::move(options)),
+        manifest_(detail::make_manifest(name_, transport_, options_)) {}
+
+  ~Service() override {
+    // Secrets in the manifest (keypair_seed) do not outlive the service.
+    if (manifest_.has_manifest()) {
+      auto* seed = manifest_.mutable_manifest()->mutable_keypair_seed();
+      sodium_memzero(seed->data(), seed->size());
+    }
+  }
+
+  template <class Handler>
+  Service& install(Handler& slot, Handler handler, const char* what) {
+    std::lock_guard lock(mu_);
+    if (state_ != ServiceState::idle) {
+      throw Error(std::string(what) + ": handlers must be installed before start() (service \"" +
+                  name_ + "\")");
+    }
+    slot = std::move(handler);
+    return *this;
+  }
+
+  // Writes happen in call order, one at a time: if nothing is in flight this call starts
+  // the write, otherwise the message waits in pending_ for OnWriteDone to pick it up.
+  void enqueue(api::ServiceClientMessage message) {
+    {
+      std::lock_guard lock(mu_);
+      if (!accepting_locked()) {
+        throw ServiceClosedError("service \"" + name_ + "\" is " + describe_locked() +
+                                 "; the action was not sent");
+      }
+      if (write_in_flight_) {
+        pending_.push_back(std::move(message));
+        return;
+      }
+      write_in_flight_ = true;
+      outgoing_ = std::move(message);
+    }
+    StartWrite(&outgoing_);
+  }
+
+  // Set by RpcService; the core dispatches rpc_message to it.
+  std::function<void(const RpcMessage&)> rpc_handler_;
+
+ private:
+  friend struct detail::ServiceReleaser;
+
+  // ---- The read loop ----
+  void OnReadDone(bool ok) override {
+    detail::CallbackScope scope;
+    if (!ok) {
+      // The daemon ended the stream (or it broke). Nothing more will be written; whatever
+      // is still queued is reported when the stream finishes.
+      bool release = false;
+      {
+        std::lock_guard lock(mu_);
+        read_ended_ = true;
+        release = release_hold_locked();
+      }
+      if (release) RemoveHold();
+      return;
+    }
+    switch (incoming_.msg_case()) {
+      case api::ServiceServerMessage::kRegistered: on_registered(); break;
+      case api::ServiceServerMessage::kEvent:
+        events_received_.fetch_add(1, std::memory_order_relaxed);
+        dispatch_event(decode_event(incoming_.event()));
+        break;
+      case api::ServiceServerMessage::kError: on_daemon_error(); break;
+      case api::ServiceServerMessage::MSG_NOT_SET: break;  // a newer daemon's message kind
+    }
+    StartRead(&incoming_);
+  }
+
+  // ---- Handler dispatch ----
+  void dispatch_event(ServiceEvent event) {
+    std::visit(
+        [&](auto& e) {
+          using E = std::decay_t<decltype(e)>;
+          if constexpr (std::is_same_v<E, ChatMessage>) call(chat_handler_, e);
+          else if constexpr (std::is_same_v<E, ConnectionRequest>) call(connection_handler_, e);
+          else if constexpr (std::is_same_v<E, RpcMessage>) call(rpc_handler_, e);
+          else if constexpr (std::is_same_v<E, PeerIntroduction>) call(introduction_handler_, e);
+          else call(unknown_handler_, e);
+        },
+        event);
+  }
+
+  template <class Handler, class Value>
+  void call(const Handler& handler, const Value& value) {
+    if (!handler) return;
+    try {
+      handler(value);
+    } catch (...) {
+      report_handler_exception(std::current_exception());
+    }
+  }
+
+  void report_handler_exception(std::exception_ptr error) {
+    if (exception_handler_) {
+      try {
+        exception_handler_(error);
+        return;
+      } catch (...) {
+      }
+    }
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ensemble: a handler of service \"%s\" threw: %s\n", name_.c_str(), e.what());
+    } catch (...) {
+      std::fprintf(stderr, "ensemble: a handler of service \"%s\" threw\n", name_.c_str());
+    }
+  }
+
+  void on_registered() {
+    std::optional<std::promise<void>> registration;
+    {
+      std::lock_guard lock(mu_);
+      address_ = incoming_.registered().address();
+      onion_ = incoming_.registered().onion();
+      state_ = ServiceState::registered;
+      ever_registered_ = true;
+      failed_attempts_ = 0;
+      registration.swap(registration_);
+      changed_.notify_all();
+    }
+    if (registration) registration->set_value();
+    notify_state(ServiceState::registered);
+  }
+
+  void on_daemon_error() {
+    const bool registering = state() == ServiceState::registering;
+    if (registering) {
+      // The daemon explains a refused manifest here, then ends the call with a status.
+      std::lock_guard lock(mu_);
+      registration_error_ = incoming_.error().message();
+      return;
+    }
+    call(error_handler_, decode_error(incoming_.error()));
+  }
+
+  // ---- The write queue ----
+  void OnWriteDone(bool ok) override {
+    detail::CallbackScope scope;
+    bool start_write = false;
+    bool start_writes_done = false;
+    bool release = false;
+    {
+      std::lock_guard lock(mu_);
+      if (!ok) {
+        write_failed_ = true;
+        if (!outgoing_.has_manifest()) unsent_.push_back(std::move(outgoing_));
+      } else if (!outgoing_.has_manifest()) {
+        actions_written_.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (ok && !read_ended_ && !pending_.empty()) {
+        outgoing_ = std::move(pending_.front());
+        pending_.pop_front();
+        start_write = true;
+      } else {
+        write_in_flight_ = false;
+        if (closing_ && !read_ended_ && !write_failed_) start_writes_done = begin_writes_done_locked();
+        release = release_hold_locked();
+      }
+      changed_.notify_all();
+    }
+    if (start_write) StartWrite(&outgoing_);
+    if (start_writes_done) StartWritesDone();
+    if (release) RemoveHold();
+  }
+
+  void OnWritesDoneDone(bool /*ok*/) override {
+    detail::CallbackScope scope;
+    bool release = false;
+    {
+      std::lock_guard lock(mu_);
+      writes_done_in_flight_ = false;
+      release = release_hold_locked();
+    }
+    if (release) RemoveHold();
+  }
+
+  // ---- The one ending (per stream attempt) ----
+  void OnDone(const grpc::Status& status) override {
+    detail::CallbackScope scope;
+    std::vector<api::ServiceClientMessage> unsent;
+    std::optional<std::promise<void>> registration;
+    bool reconnect = false;
+    grpc::Status final_status = status;
+    {
+      std::lock_guard lock(mu_);
+      attempt_active_ = false;
+      unsent = std::move(unsent_);
+      unsent_.clear();
+      for (auto& m : pending_) unsent.push_back(std::move(m));
+      pending_.clear();
+      registration.swap(registration_);
+      if (!status.ok() && status.error_message().empty() && !registration_error_.empty()) {
+        final_status = grpc::Status(status.error_code(), registration_error_);
+      }
+      const bool was_registered = state_ == ServiceState::registered;
+      if (!was_registered) ++failed_attempts_;
+      reconnect = options_.reconnect.enabled && ever_registered_ && !user_closed_ &&
+                  status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+                  (options_.reconnect.max_attempts == 0 ||
+                   failed_attempts_ < options_.reconnect.max_attempts);
+      if (reconnect) state_ = ServiceState::reconnecting;
+      changed_.notify_all();
+    }
+    if (registration) {
+      registration->set_exception(std::make_exception_ptr(RegistrationError(name_, final_status)));
+    }
+    report_unsent(unsent, final_status);
+    if (reconnect) {
+      notify_state(ServiceState::reconnecting);
+      schedule_reconnect();
+      return;
+    }
+    finish(final_status);
+  }
+
+  void finish(const grpc::Status& status) {
+    {
+      std::lock_guard lock(mu_);
+      state_ = ServiceState::closed;
+    }
+    notify_state(ServiceState::closed);
+    call(closed_handler_, status);
+    {
+      std::lock_guard lock(mu_);
+      final_status_ = status;
+      finished_ = true;
+      changed_.notify_all();
+    }
+    conn_->calls.remove(this);
+    unref();  // the stream's reference; may delete this
+  }
+
+  void report_unsent(std::vector<api::ServiceClientMessage>& unsent, const grpc::Status& why) {
+    for (auto& m : unsent) {
+      UnsentAction a{UnsentAction::Kind::send_message, {}, why};
+      switch (m.msg_case()) {
+        case api::ServiceClientMessage::kSendMessage: a.target = m.send_message().to_addr(); break;
+        case api::ServiceClientMessage::kAccept:
+          a.kind = UnsentAction::Kind::accept;
+          a.target = m.accept().request_id();
+          break;
+        case api::ServiceClientMessage::kReject:
+          a.kind = UnsentAction::Kind::reject;
+          a.target = m.reject().request_id();
+          break;
+        case api::ServiceClientMessage::kSendBytes:
+          a.kind = UnsentAction::Kind::send_bytes;
+          a.target = m.send_bytes().to_addr();
+          break;
+        case api::ServiceClientMessage::kIntroducePeers:
+          a.kind = UnsentAction::Kind::introduce_peers;
+          a.target = m.introduce_peers().to_addr();
+          break;
+        default: continue;
+      }
+      actions_unsent_.fetch_add(1, std::memory_order_relaxed);
+      call(unsent_handler_, a);
+    }
+  }
+
+  // ---- Stream attempts (the first from start(), later ones from the reconnect policy) ----
+  void prepare_attempt_locked() {
+    {
+      std::lock_guard context_lock(context_mu_);
+      context_ = std::make_unique<grpc::ClientContext>();
+      if (!conn_->service_token.empty()) {
+        context_->AddMetadata(std::string(kServiceTokenHeader), conn_->service_token);
+      }
+    }
+    state_ = ServiceState::registering;
+    attempt_active_ = true;
+    read_ended_ = false;
+    write_failed_ = false;
+    closing_ = false;
+    writes_done_started_ = false;
+    writes_done_in_flight_ = false;
+    hold_released_ = false;
+    registration_error_.clear();
+    write_in_flight_ = true;  // the manifest
+    outgoing_ = manifest_;
+  }
+
+  // Canonical order (gRPC's callback examples): bind, first write, first read, hold, call.
+  // The hold keeps OnDone from running while a write may still be started from outside a
+  // reaction; it is removed once, when the read side has ended and nothing is in flight.
+  void start_attempt() {
+    conn_->stub->async()->RegisterService(context_.get(), this);
+    StartWrite(&outgoing_);
+    StartRead(&incoming_);
+    AddHold();
+    StartCall();
+  }
+
+  void schedule_reconnect() {
+    refs_.fetch_add(1, std::memory_order_relaxed);  // the backoff thread's reference
+    std::thread([this, delay = next_backoff()] {
+      bool give_up = false;
+      {
+        std::unique_lock lock(mu_);
+        changed_.wait_for(lock, delay, [&] { return user_closed_; });
+        give_up = user_closed_;
+        if (!give_up) prepare_attempt_locked();
+      }
+      if (give_up) {
+        finish(grpc::Status(grpc::StatusCode::CANCELLED, "closed while reconnecting"));
+      } else {
+        notify_state(ServiceState::registering);
+        start_attempt();
+      }
+      unref();
+    }).detach();
+  }
+
+  std::chrono::milliseconds next_backoff() {
+    const auto& p = options_.reconnect;
+    double delay = static_cast<double>(p.initial_backoff.count());
+    for (int i = 1; i < failed_attempts_ && delay < static_cast<double>(p.max_backoff.count()); ++i) {
+      delay *= p.multiplier;
+    }
+    delay = std::min(delay, static_cast<double>(p.max_backoff.count()));
+    thread_local std::mt19937 rng{std::random_device{}()};
+    std::uniform_real_distribution<double> factor(1.0 - p.jitter, 1.0 + p.jitter);
+    return std::chrono::milliseconds(static_cast<long long>(delay * factor(rng)));
+  }
+
+  // ---- Cancellation and release ----
+  void cancel_call() noexcept override {
+    bool active = false;
+    {
+      std::lock_guard lock(mu_);
+      user_closed_ = true;
+      active = attempt_active_;
+      changed_.notify_all();
+    }
+    // context_mu_ (never taken by a reaction) keeps the context from being replaced by a
+    // reconnect while we cancel it.
+    std::lock_guard context_lock(context_mu_);
+    if (active && context_) context_->TryCancel();
+  }
+
+  // The last user shared_ptr is gone.
+  void release_from_owner() {
+    if (state() != ServiceState::idle) {
+      cancel_call();
+      if (!detail::on_callback_thread()) wait();
+    }
+    unref();
+  }
+
+  void unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  // ---- Small helpers (callers hold mu_) ----
+  bool accepting_locked() const {
+    return state_ == ServiceState::registered && attempt_active_ && !read_ended_ && !write_failed_ &&
+           !closing_ && !user_closed_;
+  }
+
+  std::string describe_locked() const {
+    switch (state_) {
+      case ServiceState::idle: return "not started";
+      case ServiceState::registering: return "still registering";
+      case ServiceState::reconnecting: return "reconnecting after losing the daemon";
+      case ServiceState::closed: return "closed";
+      case ServiceState::registered: break;
+    }
+    return user_closed_ ? "closing" : "ending (the stream is no longer writable)";
+  }
+
+  bool begin_writes_done_locked() {
+    writes_done_started_ = true;
+    writes_done_in_flight_ = true;
+    return true;
+  }
+
+  bool release_hold_locked() {
+    if (hold_released_ || !read_ended_ || write_in_flight_ || writes_done_in_flight_) return false;
+    hold_released_ = true;
+    return true;
+  }
+
+  void notify_state(ServiceState s) { call(state_handler_, s); }
+
+  static api::ConnectAsRequest connect_as_request_for(const std::string& service, std::string address) {
+    api::ConnectAsRequest request;
+    request.set_service(service);
+    request.set_address(std::move(address));
+    return request;
+  }
+  api::ConnectAsRequest connect_as_request(std::string address) const {
+    require_valid_address(address, "connect_peer address");
+    return connect_as_request_for(name_, std::move(address));
+  }
+
+  // Immutable after construction.
+  const std::shared_ptr<detail::Connection> conn_;
+  const std::string name_;
+  const Transport transport_;
+  const ServiceOptions options_;
+  api::ServiceClientMessage manifest_;
+
+  // Handlers: written before start(), read-only afterwards, so reactions need no lock.
+  std::function<void(const ChatMessage&)> chat_handler_;
+  std::function<void(const ConnectionRequest&)> connection_handler_;
+  std::function<void(const PeerIntroduction&)> introduction_handler_;
+  std::function<void(const UnknownEvent&)> unknown_handler_;
+  std::function<void(const ServiceError&)> error_handler_;
+  std::function<void(const UnsentAction&)> unsent_handler_;
+  std::function<void(ServiceState)> state_handler_;
+  std::function<void(const grpc::Status&)> closed_handler_;
+  std::function<void(std::exception_ptr)> exception_handler_;
+
+  // Buffers gRPC reads into / writes from: must stay put until the matching On*Done.
+  api::ServiceServerMessage incoming_;
+  api::ServiceClientMessage outgoing_;
+
+  std::mutex context_mu_;
+  std::unique_ptr<grpc::ClientContext> context_;
+
+  std::atomic<int> refs_{1};
+  std::atomic<std::uint64_t> events_received_{0};
+  std::atomic<std::uint64_t> actions_written_{0};
+  std::atomic<std::uint64_t> actions_unsent_{0};  // the user's shared_ptr (all copies) + the live stream + backoff
+
+  mutable std::mutex mu_;
+  std::condition_variable changed_;
+  ServiceState state_ = ServiceState::idle;
+  std::optional<std::promise<void>> registration_;
+  std::string registration_error_;
+  std::string address_;
+  std::string onion_;
+  std::deque<api::ServiceClientMessage> pending_;
+  std::vector<api::ServiceClientMessage> unsent_;
+  bool attempt_active_ = false;
+  bool write_in_flight_ = false;
+  bool write_failed_ = false;
+  bool read_ended_ = false;
+  bool closing_ = false;
+  bool writes_done_started_ = false;
+  bool writes_done_in_flight_ = false;
+  bool hold_released_ = false;
+  bool user_closed_ = false;
+  bool ever_registered_ = false;
+  int failed_attempts_ = 0;
+  bool finished_ = false;
+  grpc::Status final_status_;
+};
+
+namespace detail {
+
+// The deleter of the shared_ptr users hold: releasing the last copy ends the stream.
+struct ServiceReleaser {
+  void operator()(Service* service) const { service->release_from_owner(); }
+};
+
+template <class S, class... Args>
+std::shared_ptr<S> make_service(Args&&... args) {
+  return std::shared_ptr<S>(new S(std::forward<Args>(args)...), ServiceReleaser{});
+}
+
+}  // namespace detail
+}  // namespace ensemble

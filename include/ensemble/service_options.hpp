@@ -1,0 +1,109 @@
+// What a service declares when it registers: the manifest, as C++ options. Checked here,
+// before any I/O, with errors that name the field, so a typo fails at the call site rather
+// than as a status from the daemon.
+#pragma once
+
+#include <ensemble/address.hpp>
+#include <ensemble/auth.hpp>
+#include <ensemble/errors.hpp>
+#include <ensemble/proto/ensemble.pb.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ensemble {
+
+// Who may open a connection to the service (daemon-protocol.md section 5, item 9).
+enum class ACL {
+  public_ = api::ACL_PUBLIC,       // anyone; the daemon's default
+  contacts = api::ACL_CONTACTS,    // only the node's contacts
+  allowlist = api::ACL_ALLOWLIST,  // only the addresses in ServiceOptions::allowlist
+};
+
+// How peers talk to the service. The transport is part of the service's C++ type
+// (ChatService, RpcService, HttpService), so it is not an option here.
+enum class Transport {
+  chat = api::TRANSPORT_CHAT,
+  rpc = api::TRANSPORT_RPC,
+  http = api::TRANSPORT_HTTP,
+};
+
+// Opt-in re-registration when the daemon goes away (stream ends with UNAVAILABLE). The
+// handlers are kept; actions issued while down fail with ServiceClosedError.
+struct ReconnectPolicy {
+  bool enabled = false;
+  std::chrono::milliseconds initial_backoff{200};
+  std::chrono::milliseconds max_backoff{5000};
+  double multiplier = 2.0;
+  double jitter = 0.2;   // each delay is scaled by a random factor in [1 - jitter, 1 + jitter]
+  int max_attempts = 0;  // consecutive failed attempts before giving up; 0 = never give up
+};
+
+struct ServiceOptions {
+  std::string description{};
+  ACL acl = ACL::public_;
+  std::vector<std::string> allowlist{};  // checked as addresses when acl == ACL::allowlist
+  // Advisory: the daemon keeps the keypair it already has for a name and ignores this.
+  // Pin to the address from registration instead (Service::address()).
+  std::optional<Seed> keypair_seed{};
+  std::uint32_t max_payload_bytes = 0;      // inbound cap; 0 = the daemon's default
+  std::uint32_t rate_limit_per_minute = 0;  // inbound envelopes per minute; 0 = unlimited
+  std::uint32_t rate_limit_burst = 0;
+  // How long start() waits for `registered` before cancelling the call.
+  std::chrono::milliseconds registration_timeout{30000};
+  ReconnectPolicy reconnect;
+};
+
+namespace detail {
+
+// The daemon's rule for service names: ^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$
+inline bool is_valid_service_name(std::string_view name) noexcept {
+  auto edge = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  auto inner = [&](char c) { return edge(c) || c == '_' || c == '-'; };
+  if (name.empty() || !edge(name.front()) || !edge(name.back())) return false;
+  for (char c : name) {
+    if (!inner(c)) return false;
+  }
+  return true;
+}
+
+inline api::ServiceClientMessage make_manifest(const std::string& name, Transport transport,
+                                               const ServiceOptions& options) {
+  if (!is_valid_service_name(name)) {
+    throw ConfigError("service name \"" + name +
+                      "\" is invalid: use lowercase letters, digits, '-' and '_', starting "
+                      "and ending with a letter or digit");
+  }
+  if (options.acl != ACL::public_ && options.acl != ACL::contacts &&
+      options.acl != ACL::allowlist) {
+    throw ConfigError("ServiceOptions::acl has an invalid value " +
+                      std::to_string(static_cast<int>(options.acl)));
+  }
+  api::ServiceClientMessage message;
+  api::ServiceManifest& m = *message.mutable_manifest();
+  m.set_name(name);
+  m.set_description(options.description);
+  m.set_acl(static_cast<api::ACL>(options.acl));
+  for (std::size_t i = 0; i < options.allowlist.size(); ++i) {
+    if (options.acl == ACL::allowlist) {
+      require_valid_address(options.allowlist[i],
+                            "ServiceOptions::allowlist[" + std::to_string(i) + "]");
+    }
+    m.add_allowlist(options.allowlist[i]);
+  }
+  if (options.keypair_seed) {
+    auto seed = options.keypair_seed->bytes();
+    m.set_keypair_seed(seed.data(), seed.size());
+  }
+  m.set_transport(static_cast<api::ServiceTransport>(transport));
+  m.set_max_payload_bytes(options.max_payload_bytes);
+  m.set_rate_limit_per_minute(options.rate_limit_per_minute);
+  m.set_rate_limit_burst(options.rate_limit_burst);
+  return message;
+}
+
+}  // namespace detail
+}  // namespace ensemble
