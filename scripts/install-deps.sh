@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   g++ pkg-config meson ninja-build
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libsodium-dev nlohmann-json3-dev catch2
+  libsodium-dev libssl-dev nlohmann-json3-dev catch2
 )
 # Extra tooling for the sanitizer/fuzz scripts; only installed when asked.
 if [[ "${ENSEMBLE_DEPS_EXTRA:-}" == "fuzz" ]]; then
