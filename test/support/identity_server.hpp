@@ -1,0 +1,156 @@
+// A real gRPC server (callback API) that checks admin-key auth exactly as the daemon does,
+// for testing the client side of auth over real sockets. It serves GetIdentity (unary) and
+// Subscribe (server streaming: one event, then OK) and refuses both with the daemon's status
+// when check_admin_auth fails.
+#pragma once
+
+#include <ensemble/address.hpp>
+#include <ensemble/proto/ensemble.grpc.pb.h>
+#include <ensemble/testing/auth_check.hpp>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace test_support {
+
+enum class Transport { unix_socket, loopback_tcp };
+
+inline const char* transport_name(Transport t) {
+  return t == Transport::unix_socket ? "unix socket" : "loopback TCP";
+}
+
+// gRPC's local channel credentials of the kind that fits the transport: the only plaintext
+// channel credentials that let call credentials through.
+inline std::shared_ptr<grpc::ChannelCredentials> local_channel_credentials(Transport t) {
+  return grpc::experimental::LocalCredentials(t == Transport::unix_socket ? UDS : LOCAL_TCP);
+}
+
+class IdentityServer {
+ public:
+  // `socket_dir` holds the Unix socket (unused for TCP).
+  IdentityServer(Transport transport, const std::array<std::uint8_t, 32>& admin_key,
+                 const std::filesystem::path& socket_dir)
+      : service_(admin_key), transport_(transport) {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    if (transport == Transport::unix_socket) {
+      target_ = "unix://" + (socket_dir / "api.sock").string();
+      builder.AddListeningPort(target_, grpc::experimental::LocalServerCredentials(UDS));
+    } else {
+      builder.AddListeningPort("127.0.0.1:0",
+                               grpc::experimental::LocalServerCredentials(LOCAL_TCP), &port);
+    }
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    if (!server_) throw std::runtime_error("test server failed to start");
+    if (transport == Transport::loopback_tcp) {
+      if (port == 0) throw std::runtime_error("test server got no TCP port");
+      target_ = "127.0.0.1:" + std::to_string(port);
+    }
+  }
+  IdentityServer(const IdentityServer&) = delete;
+  IdentityServer& operator=(const IdentityServer&) = delete;
+  ~IdentityServer() { server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2)); }
+
+  const std::string& target() const { return target_; }
+
+  std::shared_ptr<grpc::Channel> channel(
+      std::shared_ptr<grpc::CallCredentials> call_credentials = nullptr) const {
+    auto creds = local_channel_credentials(transport_);
+    if (call_credentials) creds = grpc::CompositeChannelCredentials(creds, call_credentials);
+    return grpc::CreateChannel(target_, creds);
+  }
+
+  // Pin the server's clock (nullopt: the system clock), to test the freshness window exactly.
+  void set_clock(std::optional<std::chrono::system_clock::time_point> fixed) {
+    std::lock_guard lock(service_.mutex);
+    service_.fixed_now = fixed;
+  }
+
+  // The x-auth-timestamp of every call that reached the server, in arrival order.
+  std::vector<std::string> seen_timestamps() const {
+    std::lock_guard lock(service_.mutex);
+    return service_.timestamps;
+  }
+
+ private:
+  struct Service final : ensemble::api::EnsembleService::CallbackService {
+    explicit Service(const std::array<std::uint8_t, 32>& key) : admin_key(key) {}
+
+    grpc::Status authorize(grpc::CallbackServerContext* context) {
+      std::chrono::system_clock::time_point now;
+      {
+        std::lock_guard lock(mutex);
+        now = fixed_now.value_or(std::chrono::system_clock::now());
+        const auto& md = context->client_metadata();
+        const auto it = md.find(grpc::string_ref(ensemble::kTimestampHeader.data(),
+                                                 ensemble::kTimestampHeader.size()));
+        timestamps.emplace_back(it == md.end() ? "" : std::string(it->second.data(),
+                                                                  it->second.size()));
+      }
+      return ensemble::testing::check_admin_auth(context->client_metadata(), admin_key, now);
+    }
+
+    grpc::ServerUnaryReactor* GetIdentity(grpc::CallbackServerContext* context,
+                                          const ensemble::api::GetIdentityRequest*,
+                                          ensemble::api::GetIdentityResponse* response) override {
+      auto* reactor = context->DefaultReactor();
+      grpc::Status status = authorize(context);
+      if (status.ok()) {
+        response->set_address(ensemble::address_from_public_key(admin_key));
+        response->set_public_key(std::string(admin_key.begin(), admin_key.end()));
+      }
+      reactor->Finish(status);
+      return reactor;
+    }
+
+    // Writes one event and ends with OK, or ends at once with the auth failure.
+    class OneEvent final : public grpc::ServerWriteReactor<ensemble::api::DaemonEvent> {
+     public:
+      explicit OneEvent(grpc::Status status) {
+        if (!status.ok()) {
+          Finish(std::move(status));
+          return;
+        }
+        event_.set_type("tor_ready");
+        event_.set_payload("{}");
+        StartWrite(&event_);
+      }
+      void OnWriteDone(bool ok) override {
+        Finish(ok ? grpc::Status::OK : grpc::Status(grpc::StatusCode::UNKNOWN, "write failed"));
+      }
+      void OnDone() override { delete this; }
+
+     private:
+      ensemble::api::DaemonEvent event_;
+    };
+
+    grpc::ServerWriteReactor<ensemble::api::DaemonEvent>* Subscribe(
+        grpc::CallbackServerContext* context, const ensemble::api::SubscribeRequest*) override {
+      return new OneEvent(authorize(context));
+    }
+
+    const std::array<std::uint8_t, 32> admin_key;
+    mutable std::mutex mutex;
+    std::optional<std::chrono::system_clock::time_point> fixed_now;
+    std::vector<std::string> timestamps;
+  };
+
+  Service service_;
+  Transport transport_;
+  std::string target_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace test_support
