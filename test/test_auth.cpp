@@ -528,26 +528,7 @@ namespace {
 using test_support::IdentityServer;
 using test_support::Transport;
 
-grpc::Status get_identity(const std::shared_ptr<grpc::Channel>& channel,
-                          ensemble::api::GetIdentityResponse* response,
-                          const ensemble::AuthHeaders* manual = nullptr) {
-  auto stub = ensemble::api::EnsembleService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + 10s);
-  if (manual != nullptr) {
-    context.AddMetadata(std::string(ensemble::kPubkeyHeader), manual->pubkey_hex);
-    context.AddMetadata(std::string(ensemble::kTimestampHeader), manual->timestamp);
-    context.AddMetadata(std::string(ensemble::kSignatureHeader), manual->signature_hex);
-  }
-  ensemble::api::GetIdentityRequest request;
-  return stub->GetIdentity(&context, request, response);
-}
-
-grpc::Status get_identity(const std::shared_ptr<grpc::Channel>& channel,
-                          const ensemble::AuthHeaders* manual = nullptr) {
-  ensemble::api::GetIdentityResponse response;
-  return get_identity(channel, &response, manual);
-}
+using test_support::get_identity;
 
 // Opens Subscribe and reads to the end: the events received and the final status.
 std::pair<int, grpc::Status> subscribe(const std::shared_ptr<grpc::Channel>& channel) {

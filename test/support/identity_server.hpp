@@ -153,4 +153,27 @@ class IdentityServer {
   std::unique_ptr<grpc::Server> server_;
 };
 
+// One GetIdentity call. With `manual`, those headers are attached by hand (for stale,
+// tampered or foreign signatures); otherwise only what the channel's credentials add.
+inline grpc::Status get_identity(const std::shared_ptr<grpc::Channel>& channel,
+                                 ensemble::api::GetIdentityResponse* response,
+                                 const ensemble::AuthHeaders* manual = nullptr) {
+  auto stub = ensemble::api::EnsembleService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  if (manual != nullptr) {
+    context.AddMetadata(std::string(ensemble::kPubkeyHeader), manual->pubkey_hex);
+    context.AddMetadata(std::string(ensemble::kTimestampHeader), manual->timestamp);
+    context.AddMetadata(std::string(ensemble::kSignatureHeader), manual->signature_hex);
+  }
+  ensemble::api::GetIdentityRequest request;
+  return stub->GetIdentity(&context, request, response);
+}
+
+inline grpc::Status get_identity(const std::shared_ptr<grpc::Channel>& channel,
+                                 const ensemble::AuthHeaders* manual = nullptr) {
+  ensemble::api::GetIdentityResponse response;
+  return get_identity(channel, &response, manual);
+}
+
 }  // namespace test_support
