@@ -1,0 +1,621 @@
+// The daemon double's state and routing: the service registry, the node identity, hosted
+// addresses, synthetic peers, the rendezvous, and the records the test hooks read.
+//
+// Routing an envelope to address A (from a service's stream, a unary call, or a hook):
+//   1. A invalid                          → refused: invalid address "A"
+//   2. A is this node or a live service   → delivered here (the receiver's gate decides)
+//   3. A is listed in the rendezvous dir  → handed to that daemon over its socket
+//   4. otherwise                          → a synthetic peer: accepts everything, and
+//                                           peer_inbox(A) records what it got
+//
+// Locks: mu_ (registry, node state) and log_mu_ (hook records) are never held while calling
+// into a stream, a subscriber, a completion or the rendezvous, so no lock order exists to
+// get wrong.
+#pragma once
+
+#include <ensemble/address.hpp>
+#include <ensemble/testing/detail/contacts.hpp>
+#include <ensemble/testing/detail/host.hpp>
+#include <ensemble/testing/detail/identity_store.hpp>
+#include <ensemble/testing/detail/node_events.hpp>
+#include <ensemble/testing/detail/rendezvous.hpp>
+#include <ensemble/testing/detail/service_stream.hpp>
+#include <ensemble/testing/detail/timer.hpp>
+#include <ensemble/testing/detail/util.hpp>
+#include <ensemble/testing/options.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace ensemble::testing {
+
+// What a synthetic peer received (peer_inbox), in arrival order.
+struct PeerMessage {
+  std::string kind;  // "chat", "bytes", "dial", "introduction", "file"
+  std::string from_addr;
+  std::string text;     // chat text, or the file name for "file"
+  std::string payload;  // bytes / introduction payload
+  std::string peer_addr;   // introduction: the peer introduced
+  std::string session_id;  // introduction
+  std::uint64_t size = 0;  // file: bytes received
+};
+
+}  // namespace ensemble::testing
+
+namespace ensemble::testing::detail {
+
+inline std::string envelope_kind_name(lb::EnvelopeKind kind) {
+  switch (kind) {
+    case lb::ENVELOPE_CHAT: return "chat";
+    case lb::ENVELOPE_BYTES: return "bytes";
+    case lb::ENVELOPE_DIAL: return "dial";
+    case lb::ENVELOPE_INTRODUCTION: return "introduction";
+    case lb::ENVELOPE_FILE_OFFER: return "file";
+    default: return "unknown";
+  }
+}
+
+inline bool is_valid_service_name(const std::string& name) {
+  static const std::regex pattern("^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$");
+  return std::regex_match(name, pattern);
+}
+
+class Core final : public StreamHost, public PeerHost {
+ public:
+  explicit Core(DaemonDoubleOptions options)
+      : options_(std::move(options)),
+        keys_(options_.data_dir),
+        node_(keys_.get_or_create("node")),
+        contacts_(options_.data_dir),
+        started_(std::chrono::steady_clock::now()) {
+    if (!options_.clock) options_.clock = [] { return std::chrono::system_clock::now(); };
+  }
+
+  // Joins the rendezvous directory (when one is configured). Separate from construction so
+  // that every handler is installed before another daemon can reach this one.
+  void start_rendezvous() {
+    if (!options_.loopback_dir.empty() && !rendezvous_) {
+      rendezvous_ = std::make_unique<Rendezvous>(options_.loopback_dir, node_.address,
+                                                 node_.onion, this);
+    }
+  }
+
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+  ~Core() override { stop_peers(); }
+
+  const DaemonDoubleOptions& options() const { return options_; }
+  const Identity& node() const { return node_; }
+  ContactStore& contacts() { return contacts_; }
+  NodeEventBus& bus() { return bus_; }
+  Rendezvous* rendezvous() { return rendezvous_.get(); }
+  std::chrono::milliseconds uptime() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - started_);
+  }
+
+  // ---- StreamHost ------------------------------------------------------------------------
+
+  Registration register_service(const std::shared_ptr<ServiceStream>& stream,
+                                const api::ServiceManifest& m,
+                                const std::optional<std::string>& token_name) override {
+    const std::string& name = m.name();
+    auto refuse = [&](grpc::StatusCode code, const std::string& status_text,
+                      const std::string& error_text) {
+      return Registration{grpc::Status(code, status_text), error_text, {}};
+    };
+    if (token_name && *token_name != name) {
+      const std::string why = "service token is bound to " + ensemble::detail::go_quote(*token_name) +
+                              ", not " + ensemble::detail::go_quote(name);
+      return refuse(grpc::StatusCode::PERMISSION_DENIED, why, "registering service: " + why);
+    }
+    if (m.transport() == api::TRANSPORT_HTTP) {
+      const std::string why = "http transport is not supported under loopback signaling";
+      return refuse(grpc::StatusCode::FAILED_PRECONDITION, why, "registering service: " + why);
+    }
+    const std::string taken = "services: service already registered";
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) {
+        return refuse(grpc::StatusCode::UNAVAILABLE, "daemon shutting down", "daemon shutting down");
+      }
+      // "node" is the daemon's own service (section 5a).
+      if (name == "node" || services_.count(name)) {
+        return refuse(grpc::StatusCode::ALREADY_EXISTS, taken, "registering service: " + taken);
+      }
+    }
+    if (!is_valid_service_name(name)) {
+      const std::string why = "registering service: loading identity for " +
+                              ensemble::detail::go_quote(name) + ": invalid service name " +
+                              ensemble::detail::go_quote(name) +
+                              " (must match ^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$)";
+      return refuse(grpc::StatusCode::INTERNAL, why, why);
+    }
+    Identity id = keys_.get_or_create(name, m.keypair_seed());
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) {
+        return refuse(grpc::StatusCode::UNAVAILABLE, "daemon shutting down", "daemon shutting down");
+      }
+      if (services_.count(name)) {  // lost a race with another registration of the name
+        return refuse(grpc::StatusCode::ALREADY_EXISTS, taken, "registering service: " + taken);
+      }
+      services_[name] = stream;
+      by_address_[id.address] = stream;
+      registry_cv_.notify_all();
+    }
+    if (rendezvous_) rendezvous_->publish(id.address);
+    return Registration{grpc::Status::OK, {}, std::move(id)};
+  }
+
+  void unregister_service(const std::string& name, const ServiceStream* stream) override {
+    std::string address;
+    {
+      std::lock_guard lock(mu_);
+      auto it = services_.find(name);
+      if (it == services_.end() || it->second.get() != stream) return;
+      address = it->second->address();
+      retired_drops_[name] += it->second->dropped();
+      services_.erase(it);
+      by_address_.erase(address);
+      registry_cv_.notify_all();
+    }
+    if (rendezvous_ && !address.empty()) rendezvous_->unpublish(address);
+  }
+
+  void route(Envelope env, Completion done) override {
+    const std::string to = env.to_addr();
+    if (!is_valid_address(to)) {
+      done(Outcome::refused("invalid address " + ensemble::detail::go_quote(to)));
+      return;
+    }
+    if (is_unreachable(to)) {
+      done(Outcome::refused("peer " + to + " is unreachable"));
+      return;
+    }
+    if (deliver_local(env, done)) return;
+    if (rendezvous_) {
+      if (auto socket = rendezvous_->lookup(to)) {
+        const auto timeout = env.kind() == lb::ENVELOPE_DIAL || env.kind() == lb::ENVELOPE_FILE_OFFER
+                                 ? options_.request_timeout + std::chrono::seconds(5)
+                                 : std::chrono::milliseconds(10'000);
+        rendezvous_->send(*socket, env, timeout, std::move(done));
+        return;
+      }
+    }
+    deliver_synthetic(env);
+    done(Outcome::accepted());
+  }
+
+  bool is_contact(const std::string& address) override { return contacts_.contains(address); }
+
+  void on_action(const std::string& service, const api::ServiceClientMessage& m) override {
+    std::function<void(std::string_view, const api::ServiceClientMessage&)> observer;
+    {
+      std::lock_guard lock(log_mu_);
+      auto& log = actions_[service];
+      ++log.count;
+      if (options_.record_traffic) log.messages.push_back(m);
+      observer = observer_;
+      log_cv_.notify_all();
+    }
+    if (observer) observer(service, m);
+  }
+
+  void on_decision(const std::string& service, const std::string& request_id,
+                   const std::string& decision) override {
+    std::lock_guard lock(log_mu_);
+    decisions_[request_id] = decision;
+    service_decisions_[{service, request_id}] = decision;
+    log_cv_.notify_all();
+  }
+
+  Timer& timer() override { return timer_; }
+  std::chrono::system_clock::time_point now() override { return options_.clock(); }
+  std::chrono::milliseconds request_timeout() override { return options_.request_timeout; }
+  std::uint32_t default_max_payload_bytes() override { return options_.default_max_payload_bytes; }
+
+  // ---- PeerHost --------------------------------------------------------------------------
+
+  void deliver_inbound(Envelope env, Completion done) override {
+    if (!deliver_local(env, done)) {
+      done(Outcome::refused("peer " + env.to_addr() + " is not registered"));
+    }
+  }
+
+  lb::ChunkReply put_chunk(const lb::FileChunk& chunk) override {
+    lb::ChunkReply reply;
+    if (chunk_sink_) return chunk_sink_(chunk);
+    reply.set_ok(false);
+    reply.set_error("no transfer " + chunk.transfer_id());
+    return reply;
+  }
+
+  // ---- registry lookups (hooks and node calls) ----------------------------------------
+
+  std::shared_ptr<ServiceStream> service(std::string_view name) const {
+    std::lock_guard lock(mu_);
+    if (auto it = services_.find(std::string(name)); it != services_.end()) return it->second;
+    return nullptr;
+  }
+
+  bool wait_service(std::string_view name, bool registered, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return registry_cv_.wait_for(lock, timeout, [&] {
+      return (services_.count(std::string(name)) > 0) == registered;
+    });
+  }
+
+  std::vector<std::shared_ptr<ServiceStream>> all_services() const {
+    std::lock_guard lock(mu_);
+    std::vector<std::shared_ptr<ServiceStream>> out;
+    for (const auto& [_, s] : services_) out.push_back(s);
+    return out;
+  }
+
+  std::uint64_t dropped_events(std::string_view name) const {
+    std::lock_guard lock(mu_);
+    std::uint64_t total = 0;
+    if (auto it = retired_drops_.find(std::string(name)); it != retired_drops_.end()) {
+      total += it->second;
+    }
+    if (auto it = services_.find(std::string(name)); it != services_.end()) {
+      total += it->second->dropped();
+    }
+    return total;
+  }
+
+  bool is_hosted(const std::string& address) const {
+    std::lock_guard lock(mu_);
+    return address == node_.address || by_address_.count(address) > 0;
+  }
+
+  void set_unreachable(const std::string& address, bool unreachable) {
+    std::lock_guard lock(mu_);
+    if (unreachable) {
+      unreachable_.insert(address);
+    } else {
+      unreachable_.erase(address);
+    }
+  }
+
+  // ---- tokens ------------------------------------------------------------------------------
+
+  std::string mint_token(std::string_view name) {
+    std::string token = random_hex(32);
+    std::lock_guard lock(mu_);
+    tokens_[token] = std::string(name);
+    return token;
+  }
+
+  std::optional<std::string> token_name(std::string_view token) const {
+    std::lock_guard lock(mu_);
+    if (auto it = tokens_.find(std::string(token)); it != tokens_.end()) return it->second;
+    return std::nullopt;
+  }
+
+  // ---- node identity: inbound (operator side) ------------------------------------------
+
+  // Node-level pending requests, keyed by the requester's address (AcceptConnection takes
+  // an address, not an id).
+  bool decide_node_request(const std::string& from, bool accept) {
+    Completion done;
+    {
+      std::lock_guard lock(mu_);
+      auto it = node_pending_.find(from);
+      if (it == node_pending_.end()) return false;
+      done = std::move(it->second.done);
+      timer_.cancel(it->second.timer);
+      node_pending_.erase(it);
+    }
+    if (accept) mark_connected(from);
+    done(accept ? Outcome::accepted() : Outcome::refused("rejected by operator"));
+    return true;
+  }
+
+  void mark_connected(const std::string& peer) {
+    {
+      std::lock_guard lock(mu_);
+      connected_[peer] = unix_ms(now());
+    }
+    contacts_.touch(peer, unix_ms(now()));
+    bus_.publish("connection_state", connection_state_json(peer, ConnState::connected, ""));
+    bus_.publish("peer_online", peer_online_json(peer, true));
+  }
+
+  std::map<std::string, std::int64_t> connected_peers() const {
+    std::lock_guard lock(mu_);
+    return connected_;
+  }
+
+  // ---- hook records ----------------------------------------------------------------------
+
+  std::vector<api::ServiceClientMessage> actions(std::string_view service) const {
+    std::lock_guard lock(log_mu_);
+    if (auto it = actions_.find(std::string(service)); it != actions_.end()) {
+      return it->second.messages;
+    }
+    return {};
+  }
+
+  std::uint64_t action_count(std::string_view service) const {
+    std::lock_guard lock(log_mu_);
+    if (auto it = actions_.find(std::string(service)); it != actions_.end()) return it->second.count;
+    return 0;
+  }
+
+  bool wait_for_actions(std::string_view service, std::size_t count,
+                        std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(log_mu_);
+    return log_cv_.wait_for(lock, timeout, [&] {
+      auto it = actions_.find(std::string(service));
+      return it != actions_.end() && it->second.count >= count;
+    });
+  }
+
+  std::optional<std::string> decision(std::string_view request_id) const {
+    std::lock_guard lock(log_mu_);
+    if (auto it = decisions_.find(std::string(request_id)); it != decisions_.end()) {
+      return it->second;
+    }
+    return std::nullopt;
+  }
+
+  std::optional<std::string> wait_decision(std::string_view request_id,
+                                           std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(log_mu_);
+    log_cv_.wait_for(lock, timeout, [&] { return decisions_.count(std::string(request_id)) > 0; });
+    if (auto it = decisions_.find(std::string(request_id)); it != decisions_.end()) {
+      return it->second;
+    }
+    return std::nullopt;
+  }
+
+  std::vector<PeerMessage> peer_inbox(std::string_view address) const {
+    std::lock_guard lock(log_mu_);
+    if (auto it = inbox_.find(std::string(address)); it != inbox_.end()) return it->second.messages;
+    return {};
+  }
+
+  bool wait_peer_inbox(std::string_view address, std::size_t count,
+                       std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(log_mu_);
+    return log_cv_.wait_for(lock, timeout, [&] {
+      auto it = inbox_.find(std::string(address));
+      return it != inbox_.end() && it->second.count >= count;
+    });
+  }
+
+  std::uint64_t peer_inbox_count(std::string_view address) const {
+    std::lock_guard lock(log_mu_);
+    if (auto it = inbox_.find(std::string(address)); it != inbox_.end()) return it->second.count;
+    return 0;
+  }
+
+  void set_action_observer(
+      std::function<void(std::string_view, const api::ServiceClientMessage&)> observer) {
+    std::lock_guard lock(log_mu_);
+    observer_ = std::move(observer);
+  }
+
+  void set_chunk_sink(std::function<lb::ChunkReply(const lb::FileChunk&)> sink) {
+    chunk_sink_ = std::move(sink);
+  }
+  void set_node_file_offer_handler(std::function<void(Envelope, Completion)> handler) {
+    file_offer_handler_ = std::move(handler);
+  }
+
+  // ---- shutdown ------------------------------------------------------------------------
+
+  // Ends every open stream and answers every pending decision, so that every reactor can
+  // reach OnDone; the server is shut down after this.
+  void begin_stop() {
+    std::map<std::string, NodePending> pending;
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+      pending.swap(node_pending_);
+    }
+    const grpc::Status bye(grpc::StatusCode::UNAVAILABLE, "daemon shutting down");
+    for (const auto& s : all_services()) s->end(bye);
+    for (auto& [_, p] : pending) {
+      timer_.cancel(p.timer);
+      p.done(Outcome::refused("daemon shutting down"));
+    }
+    bus_.end_all(bye);
+    if (rendezvous_) rendezvous_->cancel_outbound();
+  }
+
+  void stop_peers() {
+    if (rendezvous_) rendezvous_->stop();
+    timer_.stop();
+  }
+
+ private:
+  struct ActionLog {
+    std::uint64_t count = 0;
+    std::vector<api::ServiceClientMessage> messages;
+  };
+  struct Inbox {
+    std::uint64_t count = 0;
+    std::vector<PeerMessage> messages;
+  };
+  struct NodePending {
+    Completion done;
+    Timer::Id timer = 0;
+  };
+
+  bool is_unreachable(const std::string& address) const {
+    std::lock_guard lock(mu_);
+    return unreachable_.count(address) > 0;
+  }
+
+  // True when `env.to_addr()` is hosted here; then `done` has been handed on.
+  bool deliver_local(const Envelope& env, Completion& done) {
+    const std::string& to = env.to_addr();
+    if (to == node_.address) {
+      node_inbound(env, std::move(done));
+      return true;
+    }
+    std::shared_ptr<ServiceStream> target;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = by_address_.find(to); it != by_address_.end()) target = it->second;
+    }
+    if (!target) return false;
+    target->deliver(env, std::move(done));
+    return true;
+  }
+
+  // The node (operator) identity's gate: chat from anyone shows up on Subscribe; a dial
+  // from a contact is accepted at once, from anyone else it waits for the operator's
+  // AcceptConnection / RejectConnection.
+  void node_inbound(const Envelope& env, Completion done) {
+    const std::string& from = env.from_addr();
+    switch (env.kind()) {
+      case lb::ENVELOPE_CHAT: {
+        const auto t = now();
+        const auto sent = env.ts_ms() != 0 ? std::chrono::system_clock::time_point(
+                                                 std::chrono::milliseconds(env.ts_ms()))
+                                           : t;
+        const std::string id = env.message_id().empty() ? random_hex(16) : env.message_id();
+        contacts_.touch(from, unix_ms(t));
+        bus_.publish("chat_message",
+                     chat_message_json(id, from, node_.address, env.text(), sent, t, true));
+        done(Outcome::accepted());
+        return;
+      }
+      case lb::ENVELOPE_DIAL: {
+        if (contacts_.contains(from)) {
+          mark_connected(from);
+          done(Outcome::accepted());
+          return;
+        }
+        Completion previous;
+        bool queued = false;
+        {
+          std::lock_guard lock(mu_);
+          if (stopping_) {
+            previous = std::move(done);
+          } else {
+            queued = true;
+            auto& slot = node_pending_[from];
+            if (slot.done) {
+              timer_.cancel(slot.timer);
+              previous = std::move(slot.done);  // a newer dial from the same peer replaces it
+            }
+            slot.done = std::move(done);
+            slot.timer = timer_.after(options_.request_timeout, [this, from] {
+              Completion expired;
+              {
+                std::lock_guard lock(mu_);
+                auto it = node_pending_.find(from);
+                if (it == node_pending_.end()) return;
+                expired = std::move(it->second.done);
+                node_pending_.erase(it);
+              }
+              expired(Outcome::refused("connection request timed out"));
+            });
+          }
+        }
+        if (previous) {
+          previous(Outcome::refused(queued ? "superseded by a newer request"
+                                           : "daemon shutting down"));
+        }
+        if (queued) bus_.publish("connection_request", nlohmann::json(from).dump());
+        return;
+      }
+      case lb::ENVELOPE_FILE_OFFER:
+        if (file_offer_handler_) {
+          file_offer_handler_(env, std::move(done));
+        } else {
+          done(Outcome::refused("file transfer not available"));
+        }
+        return;
+      case lb::ENVELOPE_BYTES:
+        done(Outcome::refused("the node does not accept rpc messages"));
+        return;
+      default:
+        done(Outcome::refused("the node does not accept introductions"));
+        return;
+    }
+  }
+
+  void deliver_synthetic(const Envelope& env) {
+    std::lock_guard lock(log_mu_);
+    auto& box = inbox_[env.to_addr()];
+    ++box.count;
+    if (options_.record_traffic) {
+      PeerMessage m;
+      m.kind = envelope_kind_name(env.kind());
+      m.from_addr = env.from_addr();
+      m.text = env.kind() == lb::ENVELOPE_FILE_OFFER ? env.filename() : env.text();
+      m.payload = env.payload();
+      m.peer_addr = env.peer_addr();
+      m.session_id = env.session_id();
+      m.size = env.size();
+      box.messages.push_back(std::move(m));
+    }
+    log_cv_.notify_all();
+  }
+
+ public:
+  // Records a file a synthetic peer received (the transfer code reports it when done).
+  void record_synthetic_file(const std::string& to, const std::string& from,
+                             const std::string& filename, std::uint64_t size) {
+    Envelope env;
+    env.set_kind(lb::ENVELOPE_FILE_OFFER);
+    env.set_to_addr(to);
+    env.set_from_addr(from);
+    env.set_filename(filename);
+    env.set_size(size);
+    deliver_synthetic(env);
+  }
+
+ private:
+  DaemonDoubleOptions options_;
+  KeyStore keys_;
+  Identity node_;
+  ContactStore contacts_;
+  NodeEventBus bus_;
+  Timer timer_;
+  const std::chrono::steady_clock::time_point started_;
+
+  mutable std::mutex mu_;
+  std::condition_variable registry_cv_;
+  bool stopping_ = false;
+  std::map<std::string, std::shared_ptr<ServiceStream>> services_;
+  std::map<std::string, std::shared_ptr<ServiceStream>> by_address_;
+  std::map<std::string, std::uint64_t> retired_drops_;
+  std::map<std::string, std::string> tokens_;
+  std::map<std::string, NodePending> node_pending_;
+  std::map<std::string, std::int64_t> connected_;
+  std::set<std::string> unreachable_;
+
+  mutable std::mutex log_mu_;
+  mutable std::condition_variable log_cv_;
+  std::map<std::string, ActionLog> actions_;
+  std::map<std::string, std::string> decisions_;
+  std::map<std::pair<std::string, std::string>, std::string> service_decisions_;
+  std::map<std::string, Inbox> inbox_;
+  std::function<void(std::string_view, const api::ServiceClientMessage&)> observer_;
+
+  std::function<lb::ChunkReply(const lb::FileChunk&)> chunk_sink_;
+  std::function<void(Envelope, Completion)> file_offer_handler_;
+
+  // Last: its server threads call into everything above.
+  std::unique_ptr<Rendezvous> rendezvous_;
+};
+
+}  // namespace ensemble::testing::detail
