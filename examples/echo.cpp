@@ -8,12 +8,11 @@
 #include "common/cli.hpp"
 #include "common/demo.hpp"
 #include "common/output.hpp"
-#include "common/signals.hpp"
+#include "common/run.hpp"
 
 #include <ensemble/ensemble.hpp>
 
 #include <atomic>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,11 +56,15 @@ std::shared_ptr<ensemble::ChatService> make_echo(ensemble::Client& client, const
     }
   });
   echo->on_error([](const ensemble::ServiceError& e) { say("echo: daemon says: ", e.message); });
-  echo->on_state([bot](ensemble::ServiceState state) {
-    if (state == ensemble::ServiceState::registered) {
-      say("echo: registered as ", bot->address(), " (onion ", bot->onion(), ")");
-    } else if (state == ensemble::ServiceState::reconnecting) {
+  // Only --reconnect ever passes through `reconnecting`. The address stays the same after
+  // it: the daemon keeps the keypair of a name.
+  auto lost = std::make_shared<std::atomic<bool>>(false);
+  echo->on_state([bot, lost](ensemble::ServiceState state) {
+    if (state == ensemble::ServiceState::reconnecting) {
+      *lost = true;
       say("echo: lost the daemon; registering again");
+    } else if (state == ensemble::ServiceState::registered && lost->exchange(false)) {
+      say("echo: registered again as ", bot->address());
     }
   });
   return echo;
@@ -74,6 +77,7 @@ int run_demo(const EchoSettings& settings) {
   ensemble::Client bot_client(daemon.client_options());
   auto echo = make_echo(bot_client, settings);
   echo->start();
+  say("echo: registered as ", echo->address());
 
   // The peer is another service on the same daemon: it dials and chats as its own identity,
   // so echo sees the peer's service address.
@@ -121,40 +125,14 @@ int run_demo(const EchoSettings& settings) {
 }
 
 int run_bot(const examples::Cli& cli, EchoSettings settings) {
-  // With neither --socket nor --addr the process configures itself from the environment,
-  // exactly as a service the daemon spawned must (README: "Supervised services").
-  const std::optional<ensemble::ClientOptions> flags = examples::connection_options(cli);
+  ensemble::Client client = examples::make_client(cli);
+  // The spawn contract also names the service and gives it a writable directory.
   const ensemble::SpawnContext spawn = ensemble::SpawnContext::from_env();
-  std::optional<ensemble::Client> client;
-  try {
-    client.emplace(flags ? ensemble::Client(*flags) : ensemble::Client::from_env());
-  } catch (const ensemble::ConfigError& e) {
-    cli.fail(std::string(e.what()) + (flags ? "" : " (or pass --socket PATH / --addr HOST:PORT)"));
-  }
   if (!cli.has("name") && spawn.service_name) settings.name = *spawn.service_name;
   if (spawn.data_dir) say("echo: data dir ", spawn.data_dir->string());
 
-  auto echo = make_echo(*client, settings);
-
-  // Ctrl-C / SIGTERM: the handler only wakes a thread; that thread asks for a graceful close
-  // (queued replies are still written), and wait() below returns when the daemon has ended
-  // the stream.
-  std::atomic<bool> stopping{false};
-  examples::OnSignal on_signal([&](int signal) {
-    say("echo: ", ::strsignal(signal), "; closing");
-    stopping = true;
-    echo->close();
-  });
-
-  echo->start();  // throws RegistrationError when the daemon refuses (caught in main)
-  const grpc::Status end = echo->wait();
-  if (stopping) {
-    say("echo: closed");
-    return examples::kExitOk;
-  }
-  examples::complain("echo: the daemon ended the stream: ",
-                     ensemble::RpcError::status_name(end.error_code()), ": ", end.error_message());
-  return examples::kExitFailure;
+  auto echo = make_echo(client, settings);
+  return examples::serve(*echo, "echo");
 }
 
 }  // namespace
@@ -190,18 +168,11 @@ int main(int argc, char** argv) {
     cli.fail("--acl must be public or contacts, got \"" + acl + "\"");
   }
 
-  try {
+  return examples::guard(cli, [&] {
     if (cli.has("demo")) {
-      for (const char* flag : {"socket", "addr", "tls", "tls-ca", "tls-insecure", "seed"}) {
-        if (cli.has(flag)) cli.fail(std::string("--demo runs its own daemon; drop --") + flag);
-      }
+      examples::forbid_connection_flags(cli, "--demo runs its own daemon");
       return run_demo(settings);
     }
     return run_bot(cli, settings);
-  } catch (const ensemble::ConfigError& e) {
-    cli.fail(e.what());
-  } catch (const std::exception& e) {
-    examples::complain("echo: ", e.what());
-    return examples::kExitFailure;
-  }
+  });
 }
