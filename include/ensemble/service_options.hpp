@@ -54,7 +54,7 @@ struct ServiceOptions {
   std::uint32_t rate_limit_burst = 0;
   // How long start() waits for `registered` before cancelling the call.
   std::chrono::milliseconds registration_timeout{30000};
-  ReconnectPolicy reconnect;
+  ReconnectPolicy reconnect{};
 };
 
 namespace detail {
