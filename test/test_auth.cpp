@@ -655,3 +655,9 @@ TEST_CASE("the signing plugin over a real server") {
 TEST_CASE("signing credentials refuse a null signer") {
   CHECK_THROWS_AS(ensemble::signing_call_credentials(nullptr), AuthError);
 }
+
+std::string second_tu_address_of_generated_seed();  // test/auth_second_tu.cpp
+
+TEST_CASE("the headers link from two translation units") {
+  CHECK(ensemble::is_valid_address(second_tu_address_of_generated_seed()));
+}

@@ -112,9 +112,10 @@ class Seed {
   }
 
   // A seed file holds either exactly 32 raw bytes, or 64 hex digits with surrounding
-  // whitespace (e.g. a trailing newline) ignored. Anything else throws an AuthError that
-  // names the file and what was found there. `check` decides what happens when the file is
-  // accessible by group or others (see SeedFileCheck).
+  // whitespace (e.g. a trailing newline) ignored. A file of exactly 32 bytes is always read
+  // as raw, even if those bytes look like text, as every Ensemble client reads it. Anything
+  // else throws an AuthError that names the file and what was found there. `check` decides
+  // what happens when the file is accessible by group or others (see SeedFileCheck).
   static Seed from_file(const std::filesystem::path& path,
                         SeedFileCheck check = SeedFileCheck::warn);
 
