@@ -42,7 +42,7 @@ class RpcError : public Error {
  public:
   RpcError(std::string call, grpc::Status status)
       : Error(call + " failed: " + status_name(status.error_code()) + ": " +
-              status.error_message()),
+              status.error_message() + hint(status)),
         call_(std::move(call)),
         status_(std::move(status)) {}
 
@@ -51,6 +51,39 @@ class RpcError : public Error {
   std::string daemon_message() const { return status_.error_message(); }
   const grpc::Status& status() const noexcept { return status_; }
   const std::string& call() const noexcept { return call_; }
+
+  // What to do about a status, for the ones a user can fix: appended to what() so a log line
+  // says how to recover, not just what went wrong. Empty when there is no generic advice.
+  static std::string hint(const grpc::Status& status) {
+    const std::string text = status.error_message();
+    switch (status.error_code()) {
+      case grpc::StatusCode::UNAUTHENTICATED:
+        if (text == "timestamp too old") {
+          return " (this machine's clock and the daemon's differ by more than 5 minutes: "
+                 "correct the clock, e.g. enable NTP)";
+        }
+        if (text == "missing metadata" || text == "missing auth headers") {
+          return " (the daemon requires signed calls: set ClientOptions::auth_seed, or "
+                 "ENSEMBLE_AUTH_SEED for Client::from_env)";
+        }
+        if (text == "invalid signature") {
+          return " (the signature does not match the public key: the seed and the key sent "
+                 "disagree, or something altered the call)";
+        }
+        return {};
+      case grpc::StatusCode::PERMISSION_DENIED:
+        if (text == "unauthorized public key") {
+          return " (this seed is not the daemon's admin key: use the matching seed, or start "
+                 "the daemon with this seed's public key; ensemble-keygen --show SEEDFILE "
+                 "prints it)";
+        }
+        return {};
+      case grpc::StatusCode::UNAVAILABLE:
+        return " (is the daemon running, and is this its socket or address?)";
+      default:
+        return {};
+    }
+  }
 
   static std::string status_name(grpc::StatusCode code) {
     switch (code) {
@@ -92,7 +125,8 @@ class RegistrationError : public RpcError {
   RegistrationError(std::string service_name, grpc::Status status)
       : RpcError("RegisterService", status,
                  "registering service \"" + service_name + "\" failed: " +
-                     status_name(status.error_code()) + ": " + status.error_message()),
+                     status_name(status.error_code()) + ": " + status.error_message() +
+                     hint(status)),
         service_name_(std::move(service_name)) {}
 
   const std::string& service_name() const noexcept { return service_name_; }

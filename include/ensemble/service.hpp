@@ -556,13 +556,15 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
     }
     notify_state(ServiceState::closed);
     call(closed_handler_, status);
+    // Leave the Client's registry before wait() returns, so that once a service has ended
+    // its Client no longer counts it (and a Client being destroyed stops waiting for it).
+    conn_->calls.remove(this);
     {
       std::lock_guard lock(mu_);
       final_status_ = status;
       finished_ = true;
       changed_.notify_all();
     }
-    conn_->calls.remove(this);
     unref();  // the stream's reference; may delete this
   }
 

@@ -103,6 +103,12 @@ inline std::shared_ptr<grpc::Channel> make_channel(const ClientOptions& o,
   // Events are small but RPC payloads and file progress may not be: lift the 4 MiB default.
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
+  // The daemon is local, so when it restarts it is back within moments: retry the
+  // connection quickly instead of gRPC's default backoff that grows to two minutes, or a
+  // reconnecting service would sit idle long after the daemon returned.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   const std::string target = o.socket_path.empty() ? o.addr : unix_target(o.socket_path);
   return grpc::CreateCustomChannel(target, creds, args);
 }
