@@ -27,9 +27,12 @@
 // the node's address. The receiver's gate sees only that sender address.
 //
 // Where an envelope goes. To an identity hosted by this double: delivered here. To one
-// hosted by a double sharing loopback_dir: handed to it. To any other valid address: a
-// synthetic peer that accepts everything (peer_inbox() shows what it got) unless marked
-// with set_peer_unreachable(). An invalid address is refused before anything is sent.
+// hosted by a double sharing loopback_dir: handed to it. To a service address whose key a
+// daemon holds while the service is not registered: refused, "peer <addr> is not
+// registered" (or "peer unreachable: ..." when that daemon is down but kept its keys in a
+// data dir). To any other valid address: a synthetic peer that accepts everything
+// (peer_inbox() shows what it got) unless marked with set_peer_unreachable(). An invalid
+// address is refused before anything is sent.
 //
 // A registered service's gate, applied to every inbound envelope (dial, chat, bytes,
 // introduction) before anything reaches the stream:
@@ -130,7 +133,7 @@ class DaemonDouble {
   DaemonDouble& operator=(const DaemonDouble&) = delete;
   ~DaemonDouble() { stop(); }
 
-  // Ends every open call, stops listening, unpublishes from the rendezvous. Idempotent.
+  // Ends every open call, stops listening, leaves the rendezvous directory. Idempotent.
   void stop() {
     std::lock_guard lock(stop_mu_);
     if (!server_) return;

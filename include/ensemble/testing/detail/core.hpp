@@ -153,6 +153,7 @@ class Core final : public StreamHost, public PeerHost {
       }
       services_[name] = stream;
       by_address_[id.address] = stream;
+      known_.insert(id.address);
       registry_cv_.notify_all();
     }
     if (rendezvous_) rendezvous_->publish(id.address);
@@ -171,7 +172,6 @@ class Core final : public StreamHost, public PeerHost {
       by_address_.erase(address);
       registry_cv_.notify_all();
     }
-    if (rendezvous_ && !address.empty()) rendezvous_->unpublish(address);
   }
 
   void route(Envelope env, Completion done) override {
@@ -438,7 +438,7 @@ class Core final : public StreamHost, public PeerHost {
   }
 
   void stop_peers() {
-    if (rendezvous_) rendezvous_->stop();
+    if (rendezvous_) rendezvous_->stop(/*keep_links=*/!options_.data_dir.empty());
     timer_.stop();
   }
 
@@ -469,13 +469,21 @@ class Core final : public StreamHost, public PeerHost {
       return true;
     }
     std::shared_ptr<ServiceStream> target;
+    bool known = false;
     {
       std::lock_guard lock(mu_);
       if (auto it = by_address_.find(to); it != by_address_.end()) target = it->second;
+      known = known_.count(to) > 0;
     }
-    if (!target) return false;
-    target->deliver(env, std::move(done));
-    return true;
+    if (target) {
+      target->deliver(env, std::move(done));
+      return true;
+    }
+    if (known) {  // our key, but the service is offline: not a synthetic peer
+      done(Outcome::refused("peer " + to + " is not registered"));
+      return true;
+    }
+    return false;
   }
 
   // The node (operator) identity's gate: chat from anyone shows up on Subscribe; a dial
@@ -602,6 +610,7 @@ class Core final : public StreamHost, public PeerHost {
   std::map<std::string, NodePending> node_pending_;
   std::map<std::string, std::int64_t> connected_;
   std::set<std::string> unreachable_;
+  std::set<std::string> known_;  // every service address this daemon has hosted
 
   mutable std::mutex log_mu_;
   mutable std::condition_variable log_cv_;

@@ -5,12 +5,16 @@
 //   <node-address>.sock        this daemon's peer socket (internal LoopbackPeer gRPC,
 //                              proto/ensemble_double.proto; not the public API)
 //   <service-address>.sock     a symlink to the hosting daemon's <node-address>.sock,
-//                              present while the service is registered
+//                              made when the service first registers on that daemon
 //   <node-address>.json        {"address","onion","pid"}: what AddNode and GetDebugInfo list
 // Looking an address up is one lstat; reaching it is one dial of that path. Nothing is
-// configured: every daemon that shares the directory sees every other. A symlink whose
-// daemon died stays until that daemon comes back (same data dir, same node address) or
-// is cleaned up by hand; sending to it fails as "peer unreachable".
+// configured: every daemon that shares the directory sees every other.
+//
+// A link stays while its daemon holds the key, registered or not, so a service that is
+// offline is "not registered" to its peers rather than silently becoming a synthetic peer.
+// A daemon that stops removes its links when its keys die with it (no data dir); with a
+// data dir they stay, so its addresses read "peer unreachable" until it comes back with the
+// same keys and the links work again.
 #pragma once
 
 #include <ensemble/errors.hpp>
@@ -113,7 +117,7 @@ class Rendezvous {
 
   Rendezvous(const Rendezvous&) = delete;
   Rendezvous& operator=(const Rendezvous&) = delete;
-  ~Rendezvous() { stop(); }
+  ~Rendezvous() { stop(false); }
 
   const std::filesystem::path& dir() const { return dir_; }
 
@@ -125,15 +129,6 @@ class Rendezvous {
     std::filesystem::remove(tmp, ec);
     std::filesystem::create_symlink(socket_.filename(), tmp, ec);
     if (!ec) std::filesystem::rename(tmp, link, ec);
-  }
-
-  // Removes the link for `address` if it still points at this daemon.
-  void unpublish(const std::string& address) {
-    const auto link = dir_ / (address + ".sock");
-    std::error_code ec;
-    if (std::filesystem::read_symlink(link, ec) == socket_.filename() && !ec) {
-      std::filesystem::remove(link, ec);
-    }
   }
 
   // The socket another daemon hosts `address` on, if the directory lists one.
@@ -238,8 +233,9 @@ class Rendezvous {
     cv_.wait_for(lock, std::chrono::seconds(5), [&] { return in_flight_.empty(); });
   }
 
-  // Unlinks everything this daemon published and stops serving; idempotent.
-  void stop() {
+  // Stops serving and removes the socket and the announcement; the identity links too
+  // unless `keep_links` (see the top of this file). Idempotent.
+  void stop(bool keep_links) {
     if (stopped_) return;
     stopped_ = true;
     cancel_outbound();
@@ -247,7 +243,8 @@ class Rendezvous {
     std::vector<std::filesystem::path> ours;
     for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
       std::error_code lec;
-      if (entry.is_symlink(lec) && std::filesystem::read_symlink(entry.path(), lec) == socket_.filename()) {
+      if (!keep_links && entry.is_symlink(lec) &&
+          std::filesystem::read_symlink(entry.path(), lec) == socket_.filename()) {
         ours.push_back(entry.path());
       }
     }
