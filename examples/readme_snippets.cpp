@@ -1,0 +1,264 @@
+// The README's short snippets that do not belong to one of the example bots, as real code:
+// this file is built as build/examples/readme_snippets and run as a test, which calls every
+// snippet against an in-process daemon double. examples/tests/readme_sync.py checks that
+// each ```cpp block of the README appears verbatim in the file it names, so the README
+// cannot drift from code that compiles and runs.
+#include "common/demo.hpp"
+#include "common/output.hpp"
+
+#include <ensemble/ensemble.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <unistd.h>
+
+namespace snippets {
+
+// README: "Connect and register"
+void register_and_print(const std::string& socket_path, const std::string& seed_file) {
+  ensemble::Client client({.socket_path = socket_path,
+                           .auth_seed = ensemble::Seed::from_file(seed_file)});
+  auto echo = client.service("echo", {.acl = ensemble::ACL::contacts});
+  echo->start();  // blocks until the daemon answers; throws RegistrationError if it refuses
+  std::cout << "Registered: " << echo->address() << " (onion=" << echo->onion() << ")\n";
+}
+
+// README: "Connecting" (a Client does no I/O until its first call)
+ensemble::Client over_unix_socket() {
+  return ensemble::Client({.socket_path = "/run/ensemble/sock"});  // "unix:///…" works too
+}
+ensemble::Client over_loopback_tcp(ensemble::Seed admin) {
+  return ensemble::Client({.addr = "localhost:9090", .auth_seed = std::move(admin)});
+}
+ensemble::Client over_tls(ensemble::Seed admin) {  // verified against the system trust store
+  return ensemble::Client({.addr = "me.example:443", .tls = true, .auth_seed = std::move(admin)});
+}
+ensemble::Client over_tls_with_lan_ca(std::string ca_pem) {  // trust only this CA bundle
+  return ensemble::Client({.addr = "daemon.lan:9090", .tls_root_certs = std::move(ca_pem)});
+}
+ensemble::Client over_tls_insecure() {  // DEVELOPMENT ONLY: no certificate checks at all
+  return ensemble::Client({.addr = "dev-box:9090", .tls_insecure = true});
+}
+
+// README: "Auth seeds"
+ensemble::ClientOptions signed_options(const std::filesystem::path& seed_file) {
+  ensemble::ClientOptions options;
+  options.socket_path = "/run/ensemble/sock";
+  options.auth_seed = ensemble::Seed::from_file(seed_file);  // 32 raw bytes or 64 hex chars
+  return options;
+}
+
+// README: "Supervised services and Client::from_env"
+int supervised_main() {
+  const auto ctx = ensemble::SpawnContext::from_env();  // socket / name / token / data_dir
+  auto client = ensemble::Client::from_env();
+  auto svc = client.service(ctx.service_name.value_or("my-service"));
+  svc->start();
+  // ctx.data_dir is the writable directory the daemon allocated for this service.
+  std::cout << svc->name() << " registered; supervised: " << ctx.supervised() << "\n";
+  svc->close();
+  return svc->wait().ok() ? 0 : 1;
+}
+
+// README: "Threading and lifetimes": slow work goes to a thread of your own, so the handler
+// returns at once and the stream keeps reading.
+class WorkQueue {
+ public:
+  WorkQueue() : thread_([this] { run(); }) {}
+  ~WorkQueue() {  // drops what has not started, finishes the job in progress
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+      jobs_.clear();
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+  void push(std::function<void()> job) {
+    {
+      std::lock_guard lock(mu_);
+      jobs_.push_back(std::move(job));
+    }
+    wake_.notify_one();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      if (stop_) return;
+      auto job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      try {
+        job();
+      } catch (const ensemble::ServiceClosedError&) {
+        // the service ended while the job ran; nothing left to answer
+      }
+      lock.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<std::function<void()>> jobs_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+std::string expensive_answer(const std::string& question) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a database, a model, ...
+  return "answer to " + question;
+}
+
+void slow_bot(ensemble::Client& client, std::chrono::milliseconds run_for) {
+  auto bot = client.service("slow-bot");
+  WorkQueue work;  // declared after the service: destroyed first, so no job outlives it
+  ensemble::ChatService* self = bot.get();
+  bot->on_chat([self, &work](const ensemble::ChatMessage& m) {
+    work.push([self, m] { self->send_message(m.from_addr, expensive_answer(m.text)); });
+  });
+  bot->on_unknown([](const ensemble::UnknownEvent& e) {
+    std::cerr << "skipped a \"" << e.type << "\" event " << e.problem << "\n";
+  });
+  bot->start();
+  std::this_thread::sleep_for(run_for);
+  bot->close();  // no handler runs after wait() returns, so the queue can go first
+  bot->wait();
+}
+
+// README: "Errors": typed exceptions, branch on the type or the status code.
+bool register_unless_taken(ensemble::Client& client, const std::string& name) {
+  auto svc = client.service(name);
+  try {
+    svc->start();
+    return true;
+  } catch (const ensemble::RegistrationError& e) {
+    if (e.code() == grpc::StatusCode::ALREADY_EXISTS) return false;  // someone has the name
+    throw;  // UNAVAILABLE, UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, ...
+  }
+}
+
+// README: "Reconnect policy"
+std::shared_ptr<ensemble::ChatService> resilient_service(ensemble::Client& client) {
+  ensemble::ServiceOptions options;
+  options.reconnect = {.enabled = true,
+                       .initial_backoff = std::chrono::milliseconds(200),
+                       .max_backoff = std::chrono::seconds(5)};
+  auto svc = client.service("resilient", options);
+  svc->on_state([](ensemble::ServiceState state) {
+    if (state == ensemble::ServiceState::reconnecting) std::cerr << "daemon gone; retrying\n";
+  });
+  return svc;
+}
+
+// README: "Node calls without blocking"
+void print_status_later(ensemble::Client& client, std::function<void()> done) {
+  client.get_status([done](ensemble::Result<ensemble::NodeStatus> r) {  // runs on a gRPC thread
+    if (r) {
+      std::cout << "tor_state " << r.value().tor_state << ", " << r.value().peer_count << " peers\n";
+    } else {
+      std::cout << "GetStatus failed: " << r.status()->error_message() << "\n";
+    }
+    done();
+  });
+}
+
+}  // namespace snippets
+
+// Runs each snippet against the double; any exception or wrong result fails the run.
+int main() {
+  using examples::say;
+  try {
+    examples::DemoDaemon demo;
+    auto& daemon = demo.daemon();
+    const ensemble::ClientOptions options = demo.client_options();
+
+    // A seed file holding the demo's admin seed, as 64 hex characters.
+    const auto seed_file = std::filesystem::temp_directory_path() /
+                           ("readme-snippets-" + std::to_string(::getpid()) + ".seed");
+    {
+      std::ofstream out(seed_file);
+      static constexpr char hex[] = "0123456789abcdef";
+      for (std::uint8_t b : options.auth_seed->bytes()) out << hex[b >> 4] << hex[b & 15];
+      out << "\n";
+    }
+    std::filesystem::permissions(seed_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+
+    snippets::register_and_print(options.socket_path, seed_file.string());
+    say("ok: register_and_print");
+
+    snippets::over_unix_socket();
+    snippets::over_loopback_tcp(*options.auth_seed);
+    snippets::over_tls(*options.auth_seed);
+    snippets::over_tls_with_lan_ca("-----BEGIN CERTIFICATE-----\n");
+    snippets::over_tls_insecure();
+    say("ok: every connect form builds a Client");
+
+    const auto signed_opts = snippets::signed_options(seed_file);
+    if (signed_opts.auth_seed->bytes()[0] != options.auth_seed->bytes()[0]) throw std::runtime_error("seed differs");
+    std::filesystem::remove(seed_file);
+    say("ok: signed_options");
+
+    // The supervised path: a minted token is the only auth (no seed in the environment).
+    ::setenv("ENSEMBLE_SOCKET", options.socket_path.c_str(), 1);
+    ::setenv("ENSEMBLE_SERVICE_NAME", "supervised-bot", 1);
+    ::setenv("ENSEMBLE_SERVICE_TOKEN", daemon.mint_token("supervised-bot").c_str(), 1);
+    ::unsetenv("ENSEMBLE_AUTH_SEED");
+    if (snippets::supervised_main() != 0) throw std::runtime_error("supervised_main failed");
+    say("ok: supervised_main");
+
+    ensemble::Client client(options);
+
+    // slow_bot: three chats from a synthetic peer, each answered from the work queue.
+    std::thread driver([&] {
+      if (!daemon.wait_registered("slow-bot", std::chrono::seconds(5))) return;
+      for (int i = 0; i < 3; ++i) daemon.inject_chat("slow-bot", daemon.node_address(), "q" + std::to_string(i));
+    });
+    snippets::slow_bot(client, std::chrono::milliseconds(800));
+    driver.join();
+    if (daemon.action_count("slow-bot") != 3) throw std::runtime_error("slow_bot answered " + std::to_string(daemon.action_count("slow-bot")) + " of 3");
+    say("ok: slow_bot answered 3 chats from its work queue");
+
+    auto holder = client.service("taken");
+    holder->start();
+    if (snippets::register_unless_taken(client, "taken")) throw std::runtime_error("registered a taken name");
+    if (!snippets::register_unless_taken(client, "free")) throw std::runtime_error("could not register a free name");
+    say("ok: register_unless_taken");
+
+    auto resilient = snippets::resilient_service(client);
+    resilient->start();
+    say("ok: resilient_service registered");
+
+    std::mutex mu;
+    std::condition_variable cv;
+    bool status_done = false;
+    snippets::print_status_later(client, [&] {
+      std::lock_guard lock(mu);
+      status_done = true;
+      cv.notify_all();
+    });
+    std::unique_lock lock(mu);
+    if (!cv.wait_for(lock, std::chrono::seconds(5), [&] { return status_done; })) throw std::runtime_error("no status");
+    say("ok: print_status_later");
+  } catch (const std::exception& e) {
+    std::cerr << "readme_snippets: FAILED: " << e.what() << "\n";
+    return 1;
+  }
+  say("all README snippets ran");
+  return 0;
+}
