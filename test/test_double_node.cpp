@@ -234,6 +234,29 @@ TEST_CASE("node: events, the echo of own sends, operator decisions") {
   CHECK(events.cancel_and_finish().error_code() == grpc::StatusCode::CANCELLED);
 }
 
+TEST_CASE("node: a full subscriber queue drops the newest") {
+  DaemonDouble daemon({.event_queue_depth = 16});
+  auto s = stub(plain_channel(daemon.tcp_target()));
+  Events events(*s);  // reads nothing until every event is in
+  const std::string peer = synthetic_address();
+  const std::string filler(16 * 1024, 'x');
+  constexpr int kTotal = 600;
+  for (int i = 1; i <= kTotal; ++i) {
+    REQUIRE(daemon.inject_node_chat(peer, std::to_string(i) + ":" + filler));
+  }
+  const auto dropped = daemon.dropped_node_events();
+  CHECK(dropped > 0);
+  std::vector<int> seen;
+  for (int i = 1; i <= kTotal - static_cast<int>(dropped); ++i) {
+    const auto text = events.next("chat_message")["Text"].get<std::string>();
+    seen.push_back(std::stoi(text.substr(0, text.find(':'))));
+  }
+  CHECK(std::is_sorted(seen.begin(), seen.end()));
+  // Unlike a service stream, the oldest all got through and the newest were lost.
+  for (int i = 0; i < 16; ++i) CHECK(seen[static_cast<std::size_t>(i)] == i + 1);
+  CHECK(seen.back() < kTotal);
+}
+
 TEST_CASE("robustness: garbage on the sockets, silent clients, 1000 services at once") {
   TempDir dir;
   DaemonDouble daemon({.unix_socket = dir.str("api.sock"), .tcp_address = "127.0.0.1:0"});

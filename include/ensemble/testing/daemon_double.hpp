@@ -139,7 +139,10 @@ class DaemonDouble {
     if (!server_) return;
     core_->begin_stop();
     files_->stop();
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    // Every call has been told to finish; the grace period only covers clients that do not
+    // let a call complete (one that never reads, or a synchronous client whose thread is
+    // elsewhere), which are then cancelled.
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
     server_.reset();
     core_->stop_peers();
     if (!unix_path_.empty()) {
@@ -289,6 +292,9 @@ class DaemonDouble {
   std::uint64_t dropped_events(std::string_view service) const {
     return core_->dropped_events(service);
   }
+  // Node events (Subscribe) dropped because a subscriber's queue was full; the node stream
+  // drops the newest (section 6).
+  std::uint64_t dropped_node_events() const { return core_->dropped_node_events(); }
 
   // What became of a connection request: "accepted", "rejected: <reason>" (the service's
   // reason, "service stream closed", "connection request timed out"); nullopt while

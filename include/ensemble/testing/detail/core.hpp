@@ -143,6 +143,7 @@ class Core final : public StreamHost, public PeerHost {
       return refuse(grpc::StatusCode::INTERNAL, why, why);
     }
     Identity id = keys_.get_or_create(name, m.keypair_seed());
+    stream->set_identity(id);
     {
       std::lock_guard lock(mu_);
       if (stopping_) {
@@ -263,6 +264,8 @@ class Core final : public StreamHost, public PeerHost {
     for (const auto& [_, s] : services_) out.push_back(s);
     return out;
   }
+
+  std::uint64_t dropped_node_events() const { return bus_.dropped(); }
 
   std::uint64_t dropped_events(std::string_view name) const {
     std::lock_guard lock(mu_);

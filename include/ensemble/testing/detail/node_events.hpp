@@ -180,7 +180,19 @@ class NodeEventBus {
 
   void remove(const NodeSubscriber* s) {
     std::lock_guard lock(mu_);
-    std::erase_if(subscribers_, [s](const auto& p) { return p.get() == s; });
+    std::erase_if(subscribers_, [&](const auto& p) {
+      if (p.get() != s) return false;
+      retired_drops_ += p->dropped();
+      return true;
+    });
+  }
+
+  // Events dropped by full subscriber queues, over every subscriber so far.
+  std::uint64_t dropped() const {
+    std::lock_guard lock(mu_);
+    std::uint64_t total = retired_drops_;
+    for (const auto& s : subscribers_) total += s->dropped();
+    return total;
   }
 
   void publish(const std::string& type, const std::string& payload) {
@@ -205,6 +217,7 @@ class NodeEventBus {
 
   mutable std::mutex mu_;
   std::vector<std::shared_ptr<NodeSubscriber>> subscribers_;
+  std::uint64_t retired_drops_ = 0;
 };
 
 }  // namespace ensemble::testing::detail

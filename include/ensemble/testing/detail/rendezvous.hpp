@@ -250,7 +250,7 @@ class Rendezvous {
     }
     for (const auto& p : ours) std::filesystem::remove(p, ec);
     std::filesystem::remove(dir_ / (node_address_ + ".json"), ec);
-    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
     std::filesystem::remove(socket_, ec);
     std::lock_guard lock(mu_);
     stubs_.clear();

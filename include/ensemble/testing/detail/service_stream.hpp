@@ -265,12 +265,19 @@ class ServiceStream final
     teardown();
   }
 
+  // Called by the registry on the stream's own thread, before the registry publishes it, so
+  // address() needs no lock afterwards.
+  void set_identity(const Identity& id) {
+    address_ = id.address;
+    onion_ = id.onion;
+  }
+
   std::uint64_t dropped() const {
     std::lock_guard lock(mu_);
     return dropped_;
   }
   const std::string& name() const { return name_; }        // set before registration
-  const std::string& address() const { return address_; }  // set at registration
+  const std::string& address() const { return address_; }  // set before registration
   api::ACL acl() const { return acl_; }
   api::ServiceTransport transport() const { return transport_; }
 
@@ -379,8 +386,6 @@ class ServiceStream final
       return;
     }
     std::lock_guard lock(mu_);
-    address_ = reg.identity.address;
-    onion_ = reg.identity.onion;
     registered_ = true;
     api::ServiceServerMessage msg;
     msg.mutable_registered()->set_address(address_);
