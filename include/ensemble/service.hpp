@@ -35,6 +35,7 @@
 #include <ensemble/client_options.hpp>
 #include <ensemble/detail/callback_thread.hpp>
 #include <ensemble/detail/connection.hpp>
+#include <ensemble/detail/dispatch.hpp>
 #include <ensemble/detail/unary.hpp>
 #include <ensemble/errors.hpp>
 #include <ensemble/events.hpp>
@@ -402,17 +403,11 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   }
 
   // ---- Handler dispatch ----
-  void dispatch_event(ServiceEvent event) {
-    std::visit(
-        [&](auto& e) {
-          using E = std::decay_t<decltype(e)>;
-          if constexpr (std::is_same_v<E, ChatMessage>) call(chat_handler_, e);
-          else if constexpr (std::is_same_v<E, ConnectionRequest>) call(connection_handler_, e);
-          else if constexpr (std::is_same_v<E, RpcMessage>) call(rpc_handler_, e);
-          else if constexpr (std::is_same_v<E, PeerIntroduction>) call(introduction_handler_, e);
-          else call(unknown_handler_, e);
-        },
-        event);
+  void dispatch_event(const ServiceEvent& event) {
+    detail::dispatch_event(event,
+                           {chat_handler_, connection_handler_, rpc_handler_, introduction_handler_,
+                            unknown_handler_},
+                           [this](const auto& handler, const auto& value) { call(handler, value); });
   }
 
   template <class Handler, class Value>
