@@ -6,7 +6,8 @@
 
 #include <ensemble/version.hpp>
 
-#include <regex>
+#include <algorithm>
+#include <cctype>
 #include <string>
 
 #ifndef ENSEMBLE_MESON_PROJECT_VERSION
@@ -23,8 +24,23 @@ TEST_CASE("the version macros, the string, version() and meson agree") {
 }
 
 TEST_CASE("the version is plain MAJOR.MINOR.PATCH, as release tags client-cpp/vX.Y.Z need") {
-  CHECK(std::regex_match(std::string(ENSEMBLE_CLIENT_VERSION_STRING),
-                         std::regex("(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)")));
+  // Three dot-separated decimal numbers without leading zeros, and nothing else.
+  const std::string version = ENSEMBLE_CLIENT_VERSION_STRING;
+  int parts = 0;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = version.find('.', start);
+    const std::string part = version.substr(start, dot == std::string::npos ? std::string::npos
+                                                                             : dot - start);
+    INFO("part " << parts << ": '" << part << "'");
+    CHECK_FALSE(part.empty());
+    CHECK(std::all_of(part.begin(), part.end(), [](unsigned char c) { return std::isdigit(c); }));
+    CHECK((part.size() == 1 || part.front() != '0'));
+    ++parts;
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  CHECK(parts == 3);
 }
 
 TEST_CASE("the macros are usable in the preprocessor, for feature checks") {
