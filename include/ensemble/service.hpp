@@ -627,6 +627,9 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   void schedule_reconnect() {
     refs_.fetch_add(1, std::memory_order_relaxed);  // the backoff thread's reference
     std::thread([this, delay = next_backoff()] {
+      // Handlers (on_state, on_closed) run on this thread: mark it like a gRPC callback
+      // thread so a handler that releases the service does not wait for its own return.
+      detail::CallbackScope scope;
       bool give_up = false;
       {
         std::unique_lock lock(mu_);
