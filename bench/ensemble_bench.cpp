@@ -11,7 +11,7 @@
 // Machines drift, so the figures that matter are ratios library/raw taken run by run (the
 // two run back to back, their order alternating) and summarised as medians.
 //
-//   ensemble-bench [--quick] [--runs N] [--only 1,2,...] [--json PATH]
+//   ensemble-bench [--quick] [--runs N] [--only 1,2,...] [--json PATH] [--side SIDE]
 //
 // Everything is bounded: fixed counts, a timeout on every wait (a timeout ends the program
 // with an error rather than a number), loopback and Unix sockets only.
@@ -31,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -67,6 +68,7 @@ struct Config {
   bool quick = false;
   int runs = 5;
   std::set<int> only;  // empty: every workload
+  std::string side;    // "library", "raw" or "ceiling": run only that side (profiling)
   std::string json_path;
 
   std::uint64_t inbound_events = 200'000;
@@ -223,6 +225,30 @@ class Started {
 
 // ---- Results ----------------------------------------------------------------------------
 
+// A run's figure and the CPU time the whole process (client, double, gRPC) spent per
+// operation during it. Wall-clock rates swing with the machine's load; CPU per operation
+// swings much less, so its library/raw ratio is the steadier witness of what the library
+// adds.
+struct Measured {
+  double value = 0;
+  double cpu_us = 0;
+};
+
+// Starts a run's clocks; finish() turns `ops` operations ending at `end` into a Measured.
+class Stopwatch {
+ public:
+  Stopwatch() : wall_(Clock::now()), cpu_(bench::process_cpu_seconds()) {}
+  Clock::time_point started() const { return wall_; }
+  Measured finish(Clock::time_point end, double ops, double units_per_op = 1) const {
+    const double cpu = bench::process_cpu_seconds() - cpu_;
+    return {ops * units_per_op / bench::seconds_between(wall_, end), cpu / ops * 1e6};
+  }
+
+ private:
+  Clock::time_point wall_;
+  double cpu_;
+};
+
 // One line of the table: a figure for the library, the raw baseline and (where it means
 // something) the double's ceiling, every run kept.
 struct Row {
@@ -233,12 +259,21 @@ struct Row {
   std::string target_op;  // ">=", "<=" or "" (no target)
   double target = 0;
   std::vector<double> library, raw, ceiling, ratios;
+  // CPU microseconds per operation, where measured, and their library/raw ratios.
+  std::vector<double> library_cpu, raw_cpu, ceiling_cpu, cpu_ratios;
 
   void add(double lib, double base, std::optional<double> ceil = std::nullopt) {
     library.push_back(lib);
     raw.push_back(base);
     ratios.push_back(base > 0 ? lib / base : 0);
     if (ceil) ceiling.push_back(*ceil);
+  }
+  void add(Measured lib, Measured base, std::optional<Measured> ceil = std::nullopt) {
+    add(lib.value, base.value, ceil ? std::optional(ceil->value) : std::nullopt);
+    library_cpu.push_back(lib.cpu_us);
+    raw_cpu.push_back(base.cpu_us);
+    cpu_ratios.push_back(base.cpu_us > 0 ? lib.cpu_us / base.cpu_us : 0);
+    if (ceil) ceiling_cpu.push_back(ceil->cpu_us);
   }
   double ratio() const { return bench::median(ratios); }
   std::optional<bool> met() const {
@@ -252,7 +287,7 @@ struct Signing {
 };
 
 struct Report {
-  std::vector<Row> rows;
+  std::deque<Row> rows;  // a deque: row() hands out references that later rows must not move
   Signing signing;
   std::array<double, 3> load_start{}, load_end{};
   double seconds = 0;
@@ -262,22 +297,36 @@ struct Report {
     for (auto& r : rows) {
       if (r.key == key) return r;
     }
-    rows.push_back(Row{std::move(key), std::move(label), std::move(unit), decimals, std::move(op),
-                       target, {}, {}, {}, {}});
-    return rows.back();
+    Row& r = rows.emplace_back();
+    r.key = std::move(key);
+    r.label = std::move(label);
+    r.unit = std::move(unit);
+    r.decimals = decimals;
+    r.target_op = std::move(op);
+    r.target = target;
+    return r;
   }
 };
 
 // Runs one library/raw pair, the order alternating with the run number so neither side
 // always gets the warmer (or the more loaded) slot.
-template <class Lib, class Raw>
-std::pair<double, double> pair_run(int run, Lib lib, Raw base) {
+// --side runs one side only, for profiling it alone; the others report zeros.
+template <class F>
+auto only_if(const Config& cfg, const char* side, F f) -> decltype(f()) {
+  if (!cfg.side.empty() && cfg.side != side) return {};
+  return f();
+}
+
+template <class LibFn, class RawFn>
+auto pair_run(const Config& cfg, int run, LibFn lib_fn, RawFn raw_fn) {
+  auto lib = [&] { return only_if(cfg, "library", lib_fn); };
+  auto base = [&] { return only_if(cfg, "raw", raw_fn); };
   if (run % 2 == 0) {
-    const double l = lib();
-    return {l, base()};
+    const auto l = lib();
+    return std::pair(l, base());
   }
-  const double b = base();
-  return {lib(), b};
+  const auto b = base();
+  return std::pair(lib(), b);
 }
 
 void progress(const std::string& what, int run, int runs, const std::string& figures) {
@@ -290,21 +339,26 @@ std::string fixed(double v, int decimals) {
   return buf;
 }
 
+std::string figures(const Measured& l, const Measured& b, const Measured& c, int decimals) {
+  return "library " + fixed(l.value, decimals) + "  raw " + fixed(b.value, decimals) + "  ceiling " +
+         fixed(c.value, decimals) + "   cpu us/op " + fixed(l.cpu_us, 1) + " / " + fixed(b.cpu_us, 1) + " / " +
+         fixed(c.cpu_us, 1);
+}
+
 // ---- Workload 1: inbound events --------------------------------------------------------
 
-double push_and_time(Env& env, const Config& cfg, const std::string& name,
-                     const std::function<Clock::time_point()>& wait_last) {
-  const auto t0 = Clock::now();
+Measured push_and_time(Env& env, const Config& cfg, const std::string& name,
+                       const std::function<Clock::time_point()>& wait_last) {
+  const Stopwatch run;
   const auto written = env.daemon->push_chat_burst(name, env.peer, cfg.inbound_events, kChatText, cfg.timeout);
   if (written != cfg.inbound_events) {
     throw Timeout("inbound: the double wrote " + std::to_string(written) + " of " +
                   std::to_string(cfg.inbound_events) + " events");
   }
-  const auto t1 = wait_last();
-  return static_cast<double>(cfg.inbound_events) / bench::seconds_between(t0, t1);
+  return run.finish(wait_last(), static_cast<double>(cfg.inbound_events));
 }
 
-double inbound_library(Env& env, const Config& cfg, Transport t) {
+Measured inbound_library(Env& env, const Config& cfg, Transport t) {
   ensemble::Client client(env.client_options(t));
   const std::string name = env.name("in-lib");
   auto svc = client.service(name);
@@ -318,7 +372,7 @@ double inbound_library(Env& env, const Config& cfg, Transport t) {
   return push_and_time(env, cfg, name, [&] { return last.wait(cfg.timeout, "inbound (library)"); });
 }
 
-double inbound_raw(Env& env, const Config& cfg, Transport t) {
+Measured inbound_raw(Env& env, const Config& cfg, Transport t) {
   auto channel = env.raw_channel(t);
   auto stub = api::EnsembleService::NewStub(channel);
   const std::string name = env.name("in-raw");
@@ -334,7 +388,7 @@ double inbound_raw(Env& env, const Config& cfg, Transport t) {
   return push_and_time(env, cfg, name, [&] { return last.wait(cfg.timeout, "inbound (raw)"); });
 }
 
-double inbound_ceiling(Env& env, const Config& cfg, Transport t) {
+Measured inbound_ceiling(Env& env, const Config& cfg, Transport t) {
   auto channel = env.raw_channel(t);
   auto stub = api::EnsembleService::NewStub(channel);
   const std::string name = env.name("in-null");
@@ -354,13 +408,13 @@ double inbound_ceiling(Env& env, const Config& cfg, Transport t) {
 // Runs `threads` senders that start together; returns actions/s until the double has
 // counted every one.
 template <class Send>
-double outbound_drive(Env& env, const Config& cfg, const std::string& name, Send send) {
+Measured outbound_drive(Env& env, const Config& cfg, const std::string& name, Send send) {
   const std::uint64_t total = cfg.outbound_threads * cfg.outbound_per_thread;
   env.arrivals.watch(name);
   std::latch go(1);
   std::mutex error_mu;
   std::string error;
-  Clock::time_point t0;
+  std::optional<Stopwatch> run;
   {
     std::vector<std::jthread> senders;
     for (unsigned k = 0; k < cfg.outbound_threads; ++k) {
@@ -374,15 +428,14 @@ double outbound_drive(Env& env, const Config& cfg, const std::string& name, Send
         }
       });
     }
-    t0 = Clock::now();
+    run.emplace();
     go.count_down();
   }  // every action is queued once the senders are joined
   if (!error.empty()) throw std::runtime_error("outbound sender: " + error);
-  const auto t1 = env.arrivals.wait_count(total, cfg.timeout, "outbound");
-  return static_cast<double>(total) / bench::seconds_between(t0, t1);
+  return run->finish(env.arrivals.wait_count(total, cfg.timeout, "outbound"), static_cast<double>(total));
 }
 
-double outbound_library(Env& env, const Config& cfg, Transport t) {
+Measured outbound_library(Env& env, const Config& cfg, Transport t) {
   ensemble::Client client(env.client_options(t));
   const std::string name = env.name("out-lib");
   auto svc = client.service(name);
@@ -392,7 +445,7 @@ double outbound_library(Env& env, const Config& cfg, Transport t) {
 
 auto no_events = [](auto&, const api::ServiceEvent&) {};
 
-double outbound_raw(Env& env, const Config& cfg, Transport t) {
+Measured outbound_raw(Env& env, const Config& cfg, Transport t) {
   auto channel = env.raw_channel(t);
   auto stub = api::EnsembleService::NewStub(channel);
   const std::string name = env.name("out-raw");
@@ -414,7 +467,7 @@ api::ServiceClientMessage send_message_action(const std::string& to) {
   return m;
 }
 
-double outbound_ceiling(Env& env, const Config& cfg, Transport t) {
+Measured outbound_ceiling(Env& env, const Config& cfg, Transport t) {
   auto channel = env.raw_channel(t);
   auto stub = api::EnsembleService::NewStub(channel);
   const std::string name = env.name("out-null");
@@ -422,10 +475,9 @@ double outbound_ceiling(Env& env, const Config& cfg, Transport t) {
   svc.registered(cfg.timeout);
   const std::uint64_t total = cfg.outbound_threads * cfg.outbound_per_thread;
   env.arrivals.watch(name);
-  const auto t0 = Clock::now();
+  const Stopwatch run;
   svc->blast(send_message_action(env.peer), total);
-  const auto t1 = env.arrivals.wait_count(total, cfg.timeout, "outbound (ceiling)");
-  return static_cast<double>(total) / bench::seconds_between(t0, t1);
+  return run.finish(env.arrivals.wait_count(total, cfg.timeout, "outbound (ceiling)"), static_cast<double>(total));
 }
 
 // ---- Workload 3: echo round trips ------------------------------------------------------
@@ -490,13 +542,13 @@ Latency echo_ceiling(Env& env, const Config& cfg) {
 // ---- Workload 4: send_bytes throughput -------------------------------------------------
 
 template <class Send>
-double bytes_drive(Env& env, const Config& cfg, const std::string& name, std::size_t size,
+Measured bytes_drive(Env& env, const Config& cfg, const std::string& name, std::size_t size,
                    std::uint64_t count, Send send) {
   const std::string payload(size, 'x');
   const std::uint64_t window = std::max<std::uint64_t>(1, kBytesWindow / size);
   env.arrivals.watch(name);
-  const auto t0 = Clock::now();
-  const auto give_up = t0 + cfg.timeout;
+  const Stopwatch run;
+  const auto give_up = run.started() + cfg.timeout;
   for (std::uint64_t i = 0; i < count; ++i) {
     while (i - env.arrivals.count() >= window) {
       if (Clock::now() > give_up) throw Timeout("bytes: the double stopped taking payloads");
@@ -504,11 +556,11 @@ double bytes_drive(Env& env, const Config& cfg, const std::string& name, std::si
     }
     send(payload);
   }
-  const auto t1 = env.arrivals.wait_count(count, cfg.timeout, "bytes");
-  return static_cast<double>(count * size) / 1e6 / bench::seconds_between(t0, t1);
+  return run.finish(env.arrivals.wait_count(count, cfg.timeout, "bytes"), static_cast<double>(count),
+                    static_cast<double>(size) / 1e6);
 }
 
-double bytes_library(Env& env, const Config& cfg, std::size_t size, std::uint64_t count) {
+Measured bytes_library(Env& env, const Config& cfg, std::size_t size, std::uint64_t count) {
   ensemble::Client client(env.client_options(Transport::unix_socket));
   const std::string name = env.name("bytes-lib");
   auto svc = client.rpc_service(name);
@@ -517,7 +569,7 @@ double bytes_library(Env& env, const Config& cfg, std::size_t size, std::uint64_
                      [&](const std::string& payload) { svc->send_bytes(env.peer, payload); });
 }
 
-double bytes_raw(Env& env, const Config& cfg, std::size_t size, std::uint64_t count) {
+Measured bytes_raw(Env& env, const Config& cfg, std::size_t size, std::uint64_t count) {
   auto channel = env.raw_channel(Transport::unix_socket);
   auto stub = api::EnsembleService::NewStub(channel);
   const std::string name = env.name("bytes-raw");
@@ -532,7 +584,7 @@ double bytes_raw(Env& env, const Config& cfg, std::size_t size, std::uint64_t co
   });
 }
 
-double bytes_ceiling(Env& env, const Config& cfg, std::size_t size, std::uint64_t count) {
+Measured bytes_ceiling(Env& env, const Config& cfg, std::size_t size, std::uint64_t count) {
   auto channel = env.raw_channel(Transport::unix_socket);
   auto stub = api::EnsembleService::NewStub(channel);
   const std::string name = env.name("bytes-null");
@@ -542,10 +594,10 @@ double bytes_ceiling(Env& env, const Config& cfg, std::size_t size, std::uint64_
   m.mutable_send_bytes()->set_to_addr(env.peer);
   m.mutable_send_bytes()->set_payload(std::string(size, 'x'));
   env.arrivals.watch(name);
-  const auto t0 = Clock::now();
+  const Stopwatch run;
   svc->blast(std::move(m), count);
-  const auto t1 = env.arrivals.wait_count(count, cfg.timeout, "bytes (ceiling)");
-  return static_cast<double>(count * size) / 1e6 / bench::seconds_between(t0, t1);
+  return run.finish(env.arrivals.wait_count(count, cfg.timeout, "bytes (ceiling)"), static_cast<double>(count),
+                    static_cast<double>(size) / 1e6);
 }
 
 // ---- Workload 5: 1,000 services on one channel, in a child process ---------------------
@@ -556,7 +608,8 @@ double bytes_ceiling(Env& env, const Config& cfg, std::size_t size, std::uint64_
 
 struct ScaleFigures {
   double ms = 0;
-  double kib_per_service = 0;
+  double kib_per_service = 0;       // resident memory
+  double heap_kib_per_service = 0;  // malloc'd bytes in use
 };
 
 // Child side. Prints one JSON line: registration time and resident memory before/after.
@@ -572,6 +625,7 @@ int scale_child(const std::string& mode, const std::string& socket_path, std::ui
     services.reserve(count);
     registered.reserve(count);
     const auto rss0 = bench::resident_bytes();
+    const auto heap0 = bench::heap_in_use_bytes();
     const auto t0 = Clock::now();
     for (std::uint64_t i = 0; i < count; ++i) {
       services.push_back(client.service(prefix + std::to_string(i)));
@@ -585,7 +639,9 @@ int scale_child(const std::string& mode, const std::string& socket_path, std::ui
     std::this_thread::sleep_for(100ms);  // idle, as the workload says
     out = {{"ms", bench::seconds_between(t0, t1) * 1e3},
            {"rss_before", rss0},
-           {"rss_after", bench::resident_bytes()}};
+           {"rss_after", bench::resident_bytes()},
+           {"heap_before", heap0},
+           {"heap_after", bench::heap_in_use_bytes()}};
     std::cout << out.dump() << std::endl;
     services.clear();  // cancels every stream and waits for it
     return 0;
@@ -603,6 +659,7 @@ int scale_child(const std::string& mode, const std::string& socket_path, std::ui
   std::vector<std::unique_ptr<Started<Reactor>>> services;
   services.reserve(count);
   const auto rss0 = bench::resident_bytes();
+  const auto heap0 = bench::heap_in_use_bytes();
   const auto t0 = Clock::now();
   for (std::uint64_t i = 0; i < count; ++i) {
     services.push_back(std::make_unique<Started<Reactor>>(*stub, prefix + std::to_string(i),
@@ -613,7 +670,9 @@ int scale_child(const std::string& mode, const std::string& socket_path, std::ui
   std::this_thread::sleep_for(100ms);
   out = {{"ms", bench::seconds_between(t0, t1) * 1e3},
          {"rss_before", rss0},
-         {"rss_after", bench::resident_bytes()}};
+         {"rss_after", bench::resident_bytes()},
+         {"heap_before", heap0},
+         {"heap_after", bench::heap_in_use_bytes()}};
   std::cout << out.dump() << std::endl;
   services.clear();
   return 0;
@@ -681,22 +740,25 @@ ScaleFigures scale_run(Env& env, const Config& cfg, const char* mode) {
     throw std::runtime_error(std::string("scale (") + mode + "): the client process failed");
   }
   const auto j = nlohmann::json::parse(text);
-  const double before = j.at("rss_before").get<double>();
-  const double after = j.at("rss_after").get<double>();
-  return {j.at("ms").get<double>(), (after - before) / 1024.0 / static_cast<double>(cfg.scale_services)};
+  auto per_service_kib = [&](const char* before, const char* after) {
+    return (j.at(after).get<double>() - j.at(before).get<double>()) / 1024.0 /
+           static_cast<double>(cfg.scale_services);
+  };
+  return {j.at("ms").get<double>(), per_service_kib("rss_before", "rss_after"),
+          per_service_kib("heap_before", "heap_after")};
 }
 
 // ---- Workload 6: unary calls, unsigned and signed --------------------------------------
 
 template <class Call>
-double calls_per_second(const Config& cfg, Call call) {
+Measured calls_per_second(const Config& cfg, Call call) {
   for (int i = 0; i < 20; ++i) call();  // connect, warm up
-  const auto t0 = Clock::now();
+  const Stopwatch run;
   for (std::uint64_t i = 0; i < cfg.unary_calls; ++i) call();
-  return static_cast<double>(cfg.unary_calls) / bench::seconds_between(t0, Clock::now());
+  return run.finish(Clock::now(), static_cast<double>(cfg.unary_calls));
 }
 
-double unary_library(const Config& cfg, const std::string& socket_path, bool sign) {
+Measured unary_library(const Config& cfg, const std::string& socket_path, bool sign) {
   ensemble::ClientOptions o;
   o.socket_path = socket_path;
   if (sign) o.auth_seed = admin_seed();
@@ -704,7 +766,7 @@ double unary_library(const Config& cfg, const std::string& socket_path, bool sig
   return calls_per_second(cfg, [&] { client.get_identity(); });
 }
 
-double unary_raw(const Config& cfg, Env& env) {
+Measured unary_raw(const Config& cfg, Env& env) {
   auto channel = env.raw_channel(Transport::unix_socket);
   auto stub = api::EnsembleService::NewStub(channel);
   return calls_per_second(cfg, [&] {
@@ -728,11 +790,11 @@ void run_all(Env& env, const Config& cfg, Report& report) {
                             std::string("1 inbound chat events (") + transport_name(t) + ")",
                             "events/s", 0, ">=", 0.90);
       for (int r = 0; r < runs; ++r) {
-        auto [l, b] = pair_run(r, [&] { return inbound_library(env, cfg, t); },
+        auto [l, b] = pair_run(cfg, r, [&] { return inbound_library(env, cfg, t); },
                                [&] { return inbound_raw(env, cfg, t); });
-        const double c = inbound_ceiling(env, cfg, t);
+        const Measured c = only_if(cfg, "ceiling", [&] { return inbound_ceiling(env, cfg, t); });
         row.add(l, b, c);
-        progress(row.label, r, runs, "library " + fixed(l, 0) + "  raw " + fixed(b, 0) + "  ceiling " + fixed(c, 0));
+        progress(row.label, r, runs, figures(l, b, c, 0));
       }
     }
   }
@@ -744,11 +806,11 @@ void run_all(Env& env, const Config& cfg, Report& report) {
                                 " threads (" + transport_name(t) + ")",
                             "actions/s", 0, ">=", 0.90);
       for (int r = 0; r < runs; ++r) {
-        auto [l, b] = pair_run(r, [&] { return outbound_library(env, cfg, t); },
+        auto [l, b] = pair_run(cfg, r, [&] { return outbound_library(env, cfg, t); },
                                [&] { return outbound_raw(env, cfg, t); });
-        const double c = outbound_ceiling(env, cfg, t);
+        const Measured c = only_if(cfg, "ceiling", [&] { return outbound_ceiling(env, cfg, t); });
         row.add(l, b, c);
-        progress(row.label, r, runs, "library " + fixed(l, 0) + "  raw " + fixed(b, 0) + "  ceiling " + fixed(c, 0));
+        progress(row.label, r, runs, figures(l, b, c, 0));
       }
     }
   }
@@ -758,15 +820,8 @@ void run_all(Env& env, const Config& cfg, Report& report) {
     Row& p90 = report.row("3/p90", "3 echo round trip p90 (unix)", "us", 1);
     Row& p99 = report.row("3/p99", "3 echo round trip p99 (unix)", "us", 1, "<=", 1.25);
     for (int r = 0; r < runs; ++r) {
-      Latency l, b;
-      if (r % 2 == 0) {
-        l = echo_library(env, cfg);
-        b = echo_raw(env, cfg);
-      } else {
-        b = echo_raw(env, cfg);
-        l = echo_library(env, cfg);
-      }
-      const Latency c = echo_ceiling(env, cfg);
+      auto [l, b] = pair_run(cfg, r, [&] { return echo_library(env, cfg); }, [&] { return echo_raw(env, cfg); });
+      const Latency c = only_if(cfg, "ceiling", [&] { return echo_ceiling(env, cfg); });
       p50.add(l.p50, b.p50, c.p50);
       p90.add(l.p90, b.p90, c.p90);
       p99.add(l.p99, b.p99, c.p99);
@@ -784,11 +839,11 @@ void run_all(Env& env, const Config& cfg, Report& report) {
       Row& row = report.row("4/" + std::to_string(size), "4 send_bytes " + size_name + " (unix)", "MB/s", 1,
                             ">=", 0.90);
       for (int r = 0; r < runs; ++r) {
-        auto [l, b] = pair_run(r, [&] { return bytes_library(env, cfg, size, count); },
+        auto [l, b] = pair_run(cfg, r, [&] { return bytes_library(env, cfg, size, count); },
                                [&] { return bytes_raw(env, cfg, size, count); });
-        const double c = bytes_ceiling(env, cfg, size, count);
+        const Measured c = only_if(cfg, "ceiling", [&] { return bytes_ceiling(env, cfg, size, count); });
         row.add(l, b, c);
-        progress(row.label, r, runs, "library " + fixed(l, 1) + "  raw " + fixed(b, 1) + "  ceiling " + fixed(c, 1));
+        progress(row.label, r, runs, figures(l, b, c, 1));
       }
     }
   }
@@ -797,17 +852,13 @@ void run_all(Env& env, const Config& cfg, Report& report) {
     const std::string n = std::to_string(cfg.scale_services);
     Row& time = report.row("5/time", "5 register " + n + " services (unix)", "ms", 1, "<=", 1.20);
     Row& memory = report.row("5/rss", "5 resident memory per idle service", "KiB", 1, "<=", 1.20);
+    Row& heap = report.row("5/heap", "5 (of which malloc'd, per service)", "KiB", 1);
     for (int r = 0; r < runs; ++r) {
-      ScaleFigures l, b;
-      if (r % 2 == 0) {
-        l = scale_run(env, cfg, "lib");
-        b = scale_run(env, cfg, "raw");
-      } else {
-        b = scale_run(env, cfg, "raw");
-        l = scale_run(env, cfg, "lib");
-      }
+      auto [l, b] = pair_run(cfg, r, [&] { return scale_run(env, cfg, "lib"); },
+                             [&] { return scale_run(env, cfg, "raw"); });
       time.add(l.ms, b.ms);
       memory.add(l.kib_per_service, b.kib_per_service);
+      heap.add(l.heap_kib_per_service, b.heap_kib_per_service);
       progress("5 scale (unix)", r, runs,
                "ms: library " + fixed(l.ms, 1) + "  raw " + fixed(b.ms, 1) + "   KiB/service: library " +
                    fixed(l.kib_per_service, 1) + "  raw " + fixed(b.kib_per_service, 1));
@@ -817,17 +868,18 @@ void run_all(Env& env, const Config& cfg, Report& report) {
   if (cfg.wants(6)) {
     Row& row = report.row("6/unsigned", "6 unary GetIdentity, unsigned (unix)", "calls/s", 0);
     for (int r = 0; r < runs; ++r) {
-      auto [l, b] = pair_run(r, [&] { return unary_library(cfg, env.unix_path, false); },
+      auto [l, b] = pair_run(cfg, r, [&] { return unary_library(cfg, env.unix_path, false); },
                              [&] { return unary_raw(cfg, env); });
-      const double local = unary_library(cfg, env.unix_path, true);
-      const double verified = unary_library(cfg, env.verifying_path, true);
+      const double local = only_if(cfg, "library", [&] { return unary_library(cfg, env.unix_path, true); }).value;
+      const double verified =
+          only_if(cfg, "library", [&] { return unary_library(cfg, env.verifying_path, true); }).value;
       row.add(l, b);
-      report.signing.unsigned_calls.push_back(l);
+      report.signing.unsigned_calls.push_back(l.value);
       report.signing.signed_local.push_back(local);
       report.signing.signed_verified.push_back(verified);
       progress("6 unary calls (unix)", r, runs,
-               "unsigned: library " + fixed(l, 0) + " raw " + fixed(b, 0) + "  signed: " + fixed(local, 0) +
-                   ", double verifying " + fixed(verified, 0));
+               "unsigned: library " + fixed(l.value, 0) + " raw " + fixed(b.value, 0) + "  signed: " +
+                   fixed(local, 0) + ", double verifying " + fixed(verified, 0));
     }
   }
 }
@@ -854,15 +906,16 @@ void print_table(const Config& cfg, const Report& report) {
               cfg.runs, cfg.runs == 1 ? "" : "s", cfg.quick ? " (--quick: small counts, not for conclusions)" : "");
   std::printf("load average (1 min) %.2f at start, %.2f at end, on %u cores; took %.0f s\n\n",
               report.load_start[0], report.load_end[0], std::thread::hardware_concurrency(), report.seconds);
-  std::printf("%-44s %-9s %12s %12s %7s %12s %12s\n", "workload", "unit", "library", "raw", "ratio", "target",
-              "ceiling");
+  std::printf("%-44s %-9s %11s %11s %6s %12s %11s %6s\n", "workload", "unit", "library", "raw", "ratio", "target",
+              "ceiling", "cpu");
   for (const Row& r : report.rows) {
     std::string target = "-";
     if (auto met = r.met()) target = r.target_op + fixed(r.target, 2) + (*met ? " met" : " MISS");
     const std::string ceiling = r.ceiling.empty() ? "-" : grouped(bench::median(r.ceiling), r.decimals);
-    std::printf("%-44s %-9s %12s %12s %7s %12s %12s\n", r.label.c_str(), r.unit.c_str(),
+    const std::string cpu = r.cpu_ratios.empty() ? "-" : fixed(bench::median(r.cpu_ratios), 2);
+    std::printf("%-44s %-9s %11s %11s %6s %12s %11s %6s\n", r.label.c_str(), r.unit.c_str(),
                 grouped(bench::median(r.library), r.decimals).c_str(), grouped(bench::median(r.raw), r.decimals).c_str(),
-                fixed(r.ratio(), 2).c_str(), target.c_str(), ceiling.c_str());
+                fixed(r.ratio(), 2).c_str(), target.c_str(), ceiling.c_str(), cpu.c_str());
   }
   const Signing& s = report.signing;
   if (!s.unsigned_calls.empty()) {
@@ -878,7 +931,9 @@ void print_table(const Config& cfg, const Report& report) {
                 grouped(v, 0).c_str(), v / u, extra_us(v));
   }
   std::printf("\nceiling: a null client (no decoding, no queue, one prebuilt message) on the same double;\n"
-              "raw near the ceiling means the double, not the client, sets the pace.\n");
+              "raw near the ceiling means the double, not the client, sets the pace.\n"
+              "cpu: library/raw CPU time per operation (whole process: client, double and gRPC), the\n"
+              "ratio least moved by other load on the machine.\n");
 }
 
 nlohmann::json to_json(const Config& cfg, const Report& report) {
@@ -891,6 +946,14 @@ nlohmann::json to_json(const Config& cfg, const Report& report) {
                         {"raw", {{"median", bench::median(r.raw)}, {"runs", r.raw}}},
                         {"ratio", {{"median", r.ratio()}, {"runs", r.ratios}}}};
     if (!r.ceiling.empty()) j["ceiling"] = {{"median", bench::median(r.ceiling)}, {"runs", r.ceiling}};
+    if (!r.cpu_ratios.empty()) {
+      j["cpu_us_per_op"] = {{"library", {{"median", bench::median(r.library_cpu)}, {"runs", r.library_cpu}}},
+                            {"raw", {{"median", bench::median(r.raw_cpu)}, {"runs", r.raw_cpu}}},
+                            {"ratio", {{"median", bench::median(r.cpu_ratios)}, {"runs", r.cpu_ratios}}}};
+      if (!r.ceiling_cpu.empty()) {
+        j["cpu_us_per_op"]["ceiling"] = {{"median", bench::median(r.ceiling_cpu)}, {"runs", r.ceiling_cpu}};
+      }
+    }
     if (auto met = r.met()) j["target"] = {{"op", r.target_op}, {"ratio", r.target}, {"met", *met}};
     rows.push_back(std::move(j));
   }
@@ -929,11 +992,13 @@ nlohmann::json to_json(const Config& cfg, const Report& report) {
 
 void usage(std::FILE* to) {
   std::fprintf(to,
-               "usage: ensemble-bench [--quick] [--runs N] [--only 1,2,...] [--json PATH]\n"
+               "usage: ensemble-bench [--quick] [--runs N] [--only 1,2,...] [--json PATH] [--side SIDE]\n"
                "  --quick       small counts, one run: proves the program works, measures nothing\n"
                "  --runs N      runs per workload (default 5; medians are reported)\n"
                "  --only LIST   workloads to run, e.g. 1,3 (default: all of 1-6)\n"
-               "  --json PATH   also write every figure, run and ratio as JSON to PATH\n");
+               "  --json PATH   also write every figure, run and ratio as JSON to PATH\n"
+               "  --side SIDE   run only the library, raw or ceiling side (to profile it alone;\n"
+               "                the other columns and the ratios are then meaningless)\n");
 }
 
 }  // namespace
@@ -965,6 +1030,11 @@ int main(int argc, char** argv) {
           const int w = std::stoi(item);
           if (w < 1 || w > 6) throw std::invalid_argument("--only takes workloads 1 to 6");
           cfg.only.insert(w);
+        }
+      } else if (a == "--side") {
+        cfg.side = value();
+        if (cfg.side != "library" && cfg.side != "raw" && cfg.side != "ceiling") {
+          throw std::invalid_argument("--side takes library, raw or ceiling");
         }
       } else if (a == "--help" || a == "-h") {
         usage(stdout);

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include <malloc.h>
+#include <time.h>
 #include <unistd.h>
 
 namespace bench {
@@ -107,6 +109,13 @@ class ArrivalTracker {
   Clock::time_point last_;
 };
 
+// CPU time of the whole process (every thread), in seconds.
+inline double process_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 // Resident set size of this process, from /proc/self/statm.
 inline std::uint64_t resident_bytes() {
   std::ifstream statm("/proc/self/statm");
@@ -114,6 +123,11 @@ inline std::uint64_t resident_bytes() {
   statm >> size >> resident;
   return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
+
+// Bytes malloc has handed out and not had back, over every arena. Unlike resident memory
+// it ignores allocator slack and untouched pages: the two together tell a real per-object
+// cost from fragmentation.
+inline std::uint64_t heap_in_use_bytes() { return ::mallinfo2().uordblks; }
 
 // The 1, 5 and 15 minute load averages.
 inline std::array<double, 3> load_average() {
