@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Builds test/consumer (a separate Meson project using dependency('ensemble-client')) the
+ways a user adopts this library, then runs its bot, which must finish a round trip.
+
+    run.py MODE SOURCE_ROOT BUILD_ROOT
+
+MODE
+  dir        subprojects/ensemble-client is a symlink to SOURCE_ROOT (the working tree);
+             Meson treats a bare subproject directory as providing the dependency of its name.
+  wrap-git   subprojects/ensemble-client.wrap is packaging/ensemble-client.wrap, the file the
+             README tells users to copy, with only url (file://SOURCE_ROOT) and revision (the
+             commit HEAD names when the test starts) changed: proves that its [wrap-git] and
+             [provide] sections work. Builds committed code, not the working tree. Skipped
+             (77) when SOURCE_ROOT is not a git checkout.
+  installed  `meson install --destdir` of BUILD_ROOT into a staging dir, then the consumer
+             finds the library only through the installed pkg-config file (fallbacks off).
+
+Each step's output is shown only when it fails; the timing of each step is printed.
+"""
+import glob
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+
+
+class StepFailed(Exception):
+    pass
+
+
+def step(title, command, cwd=None, env=None):
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors="replace")
+    elapsed = time.monotonic() - started
+    print(f"[{elapsed:6.1f} s] {title}", flush=True)
+    if done.returncode != 0:
+        print(f"FAILED (exit {done.returncode}): {' '.join(map(str, command))}")
+        print(done.stdout)
+        raise StepFailed(title)
+    return done.stdout
+
+
+def meson():
+    found = os.environ.get("MESON") or shutil.which("meson")
+    if not found:
+        raise StepFailed("meson is not on PATH")
+    return [found]
+
+
+def build_and_run(project, build, setup_args, env=None):
+    out = step("configure the consumer", meson() + ["setup", str(build), str(project)] + setup_args,
+               env=env)
+    match = re.search(r"[Dd]ependency ensemble-client found: YES ([\d.]+)(.*)", out)
+    if not match:
+        print(out)
+        raise StepFailed("configure did not report dependency ensemble-client as found")
+    print(f"           dependency('ensemble-client') -> {match.group(1)}{match.group(2)}")
+    # Only the consumer's target: a subproject's own tools need not be built to use it.
+    step("build consumer_bot (and the library it needs)",
+         meson() + ["compile", "-C", str(build), "consumer_bot"], env=env)
+    out = step("run consumer_bot", [str(build / "consumer_bot")], env=env)
+    print("           " + out.strip())
+    if "round trip ok" not in out:
+        raise StepFailed("consumer_bot did not report a round trip")
+
+
+def main():
+    mode, source_root, build_root = sys.argv[1], pathlib.Path(sys.argv[2]).resolve(), pathlib.Path(sys.argv[3]).resolve()
+    with tempfile.TemporaryDirectory(prefix=f"ensemble-consumer-{mode}-") as tmp:
+        tmp = pathlib.Path(tmp)
+        project = tmp / "consumer"
+        shutil.copytree(source_root / "test" / "consumer", project)
+        build = tmp / "build"
+
+        if mode == "dir":
+            (project / "subprojects").mkdir()
+            (project / "subprojects" / "ensemble-client").symlink_to(source_root)
+            build_and_run(project, build, ["--force-fallback-for=ensemble-client"])
+
+        elif mode == "wrap-git":
+            if shutil.which("git") is None or subprocess.run(
+                    ["git", "-C", str(source_root), "rev-parse", "HEAD"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+                print(f"{source_root} is not a git checkout (or git is missing); skipped")
+                return SKIP
+            # The commit the clone must land on, read before anything else can commit.
+            want = subprocess.run(["git", "-C", str(source_root), "rev-parse", "HEAD"], text=True,
+                                  stdout=subprocess.PIPE).stdout.strip()
+            wrap = (source_root / "packaging" / "ensemble-client.wrap").read_text()
+            local, n_url = re.subn(r"(?m)^url = .*$", f"url = file://{source_root}", wrap)
+            local, n_rev = re.subn(r"(?m)^revision = .*$", f"revision = {want}", local)
+            if n_url != 1 or n_rev != 1:
+                raise StepFailed("packaging/ensemble-client.wrap lacks a url or revision line")
+            (project / "subprojects").mkdir()
+            (project / "subprojects" / "ensemble-client.wrap").write_text(local)
+            build_and_run(project, build, ["--force-fallback-for=ensemble-client"])
+            # The ensemble-client subproject directory must be the clone, not something else.
+            clone = project / "subprojects" / "ensemble-client"
+            head = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], text=True,
+                                  stdout=subprocess.PIPE).stdout.strip()
+            if head != want:
+                raise StepFailed(f"the wrap checked out {head!r}, not {want!r}")
+            print(f"           subproject cloned at {head[:12]} (HEAD of {source_root})")
+
+        elif mode == "installed":
+            stage = tmp / "stage"
+            step("meson install --destdir", meson() + ["install", "-C", str(build_root), "--no-rebuild",
+                                                       "--destdir", str(stage)])
+            pcs = glob.glob(str(stage / "**" / "pkgconfig" / "ensemble-client.pc"), recursive=True)
+            if len(pcs) != 1:
+                raise StepFailed(f"expected one installed ensemble-client.pc, found {pcs}")
+            env = dict(os.environ)
+            env["PKG_CONFIG_PATH"] = os.path.dirname(pcs[0])
+            env["PKG_CONFIG_SYSROOT_DIR"] = str(stage)  # the .pc names the prefix, not the stage
+            flags = step("pkg-config --cflags --libs ensemble-client",
+                         ["pkg-config", "--cflags", "--libs", "ensemble-client"], env=env)
+            flags = flags.strip()
+            print("           " + (flags if len(flags) < 200 else flags[:200] + " ..."))
+            if "-lensemble_proto" not in flags or f"-I{stage}" not in flags:
+                raise StepFailed("pkg-config does not point into the staged install")
+            build_and_run(project, build, ["--wrap-mode=nofallback"], env=env)
+        else:
+            print(f"unknown mode {mode!r}")
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except StepFailed as e:
+        print(f"consumer test failed: {e}")
+        sys.exit(1)
