@@ -8,6 +8,7 @@
 
 #include <ensemble/ensemble.hpp>
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -178,6 +179,31 @@ void print_status_later(ensemble::Client& client, std::function<void()> done) {
   });
 }
 
+// README: "Testing your bot against the double". The bot under test: echoes and accepts.
+std::shared_ptr<ensemble::ChatService> make_my_echo_bot(ensemble::Client& client) {
+  auto bot = client.service("echo");
+  ensemble::ChatService* self = bot.get();
+  bot->on_chat([self](const ensemble::ChatMessage& m) { self->send_message(m.from_addr, m.text); });
+  bot->on_connection_request([self](const ensemble::ConnectionRequest& r) { self->accept_connection(r.request_id); });
+  bot->start();
+  return bot;
+}
+
+bool echo_bot_passes(const std::string& socket_path, const std::string& peer) {
+  using namespace std::chrono_literals;
+  ensemble::testing::DaemonDouble daemon({.unix_socket = socket_path});
+  ensemble::Client client({.socket_path = socket_path});
+  auto bot = make_my_echo_bot(client);                 // the bot under test, registered
+  daemon.inject_chat("echo", peer, "hi");              // also inject_bytes, _connection_request,
+                                                       // _introduction, _event (raw bytes)
+  const bool replied = daemon.wait_peer_inbox(peer, 1, 2s);  // what the bot sent that peer
+  auto sent = daemon.actions("echo");                  // every action, in arrival order
+  const auto request_id = daemon.inject_connection_request("echo", peer);
+  auto said = daemon.wait_decision(request_id, 2s);    // "accepted" / "rejected: <reason>"
+  return replied && sent.size() == 1 && said == "accepted" &&
+         daemon.dropped_events("echo") == 0;           // what a slow handler lost
+}
+
 }  // namespace snippets
 
 // Runs each snippet against the double; any exception or wrong result fails the run.
@@ -243,6 +269,16 @@ int main() {
     auto resilient = snippets::resilient_service(client);
     resilient->start();
     say("ok: resilient_service registered");
+
+    // Any valid address nobody hosts is a synthetic peer of the double.
+    std::array<std::uint8_t, 32> key{};
+    key.fill(7);
+    const auto bot_socket = std::filesystem::temp_directory_path() /
+                            ("readme-snippets-" + std::to_string(::getpid()) + ".sock");
+    if (!snippets::echo_bot_passes(bot_socket.string(), ensemble::address_from_public_key(key))) {
+      throw std::runtime_error("echo_bot_passes failed");
+    }
+    say("ok: echo_bot_passes");
 
     std::mutex mu;
     std::condition_variable cv;
