@@ -3,10 +3,14 @@
 //
 // Two identities can send a message, and picking the wrong one is the usual reason a peer
 // refuses a dial:
-//   - the operator (node) identity: Client::connect / Client::send. The peer sees the
-//     daemon's own address. Use it when the peer admits the operator.
+//   - the operator (node) identity: Client::connect / Client::send / Client::send_file,
+//     with replies on Client::events(). The peer sees the daemon's own node address
+//     (get_identity()). Use it when the peer admits the operator, e.g. an allowlist that
+//     lists the operator's address, or a contact list the operator is on.
 //   - a service identity: Service::connect_peer / Service::send_message on a registered
-//     service. The peer sees the service's address.
+//     service, with replies on that service's on_chat(). The peer sees the service's
+//     address. Use it when the peer admits that service, or when the conversation belongs
+//     to the bot rather than to the person running the daemon.
 //
 // Lifetime: destroying a Client cancels its open streams and calls and waits until they
 // have ended (except on a gRPC callback thread, where it cancels without waiting). Services
@@ -21,6 +25,8 @@
 #include <ensemble/detail/connection.hpp>
 #include <ensemble/detail/unary.hpp>
 #include <ensemble/errors.hpp>
+#include <ensemble/file_transfer.hpp>
+#include <ensemble/node_events.hpp>
 #include <ensemble/node_types.hpp>
 #include <ensemble/result.hpp>
 #include <ensemble/rpc_service.hpp>
@@ -32,6 +38,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace ensemble {
 
@@ -106,8 +113,12 @@ class Client {
 
   // ---- Node-level calls, as the operator identity ----
 
-  // Dials a peer as the operator. A refused or impossible dial is accepted == false with
-  // the daemon's reason; RpcError only when the call itself fails.
+  // Dials a peer as the OPERATOR (the daemon's node identity): the peer's gate sees the
+  // node address, not any service's. Pick this when the peer admits the operator; to dial
+  // as a registered service (the peer admits the bot), use Service::connect_peer. A refused
+  // or impossible dial is accepted == false with the daemon's reason ("connected" on
+  // success); RpcError only when the call itself fails. Throws AddressError for an invalid
+  // address before anything is sent.
   ConnectResult connect(std::string address, CallOptions options = {}) {
     return detail::blocking_call<api::ConnectResponse>(
         *connection(), "Connect", connect_request(std::move(address)), options,
@@ -124,7 +135,10 @@ class Client {
         detail::to_connect_result, std::move(callback));
   }
 
-  // Sends a chat as the operator; returns the daemon's message id.
+  // Sends a chat as the OPERATOR (see connect() for when to pick which identity); returns
+  // the daemon's message id. Replies, and the node's own echo of this message, arrive on
+  // events() as chat_message events. RpcError INTERNAL "sending message: <cause>" when the
+  // daemon could not deliver it.
   std::string send(std::string address, std::string text, CallOptions options = {}) {
     return detail::blocking_call<api::SendMessageResponse>(
         *connection(), "SendMessage", send_request(std::move(address), std::move(text)), options,
@@ -139,6 +153,236 @@ class Client {
           async->SendMessage(ctx, req, resp, std::move(done));
         },
         to_message_id, std::move(callback));
+  }
+
+  // ---- Node-level calls: identity, status, contacts, connection requests, files, ----
+  // ---- discovery, debug. Added with the node event stream and file transfer.      ----
+  //
+  // Each unary call comes in two forms with the same arguments: blocking (returns the value
+  // or throws RpcError carrying the daemon's status code and message) and callback (returns
+  // at once; the callback runs exactly once on a gRPC thread with a Result holding the
+  // value or that same RpcError). Arguments are checked first, so bad input throws
+  // (AddressError, InvalidArgumentError) from both forms before anything is sent.
+  // CallOptions{.timeout} sets a deadline (DEADLINE_EXCEEDED past it). Any thread; a
+  // pending callback call is cancelled (CANCELLED) when the Client is destroyed.
+
+  // The node's own (operator) identity: the address peers see for connect/send/send_file.
+  NodeIdentity get_identity(CallOptions options = {}) {
+    return detail::blocking_call<api::GetIdentityResponse>(
+        *connection(), "GetIdentity", api::GetIdentityRequest{}, options,
+        [](auto& stub, auto* ctx, const auto& req, auto* resp) { return stub.GetIdentity(ctx, req, resp); },
+        detail::to_node_identity);
+  }
+  void get_identity(std::function<void(Result<NodeIdentity>)> callback, CallOptions options = {}) {
+    detail::callback_call<api::GetIdentityResponse>(
+        connection(), "GetIdentity", api::GetIdentityRequest{}, options,
+        [](auto* async, auto* ctx, auto* req, auto* resp, auto done) {
+          async->GetIdentity(ctx, req, resp, std::move(done));
+        },
+        detail::to_node_identity, std::move(callback));
+  }
+
+  NodeStatus get_status(CallOptions options = {}) {
+    return detail::blocking_call<api::GetStatusResponse>(
+        *connection(), "GetStatus", api::GetStatusRequest{}, options,
+        [](auto& stub, auto* ctx, const auto& req, auto* resp) { return stub.GetStatus(ctx, req, resp); },
+        detail::to_node_status);
+  }
+  void get_status(std::function<void(Result<NodeStatus>)> callback, CallOptions options = {}) {
+    detail::callback_call<api::GetStatusResponse>(
+        connection(), "GetStatus", api::GetStatusRequest{}, options,
+        [](auto* async, auto* ctx, auto* req, auto* resp, auto done) {
+          async->GetStatus(ctx, req, resp, std::move(done));
+        },
+        detail::to_node_status, std::move(callback));
+  }
+
+  std::vector<Contact> list_contacts(CallOptions options = {}) {
+    return detail::blocking_call<api::ListContactsResponse>(
+        *connection(), "ListContacts", api::ListContactsRequest{}, options,
+        [](auto& stub, auto* ctx, const auto& req, auto* resp) { return stub.ListContacts(ctx, req, resp); },
+        detail::to_contacts);
+  }
+  void list_contacts(std::function<void(Result<std::vector<Contact>>)> callback, CallOptions options = {}) {
+    detail::callback_call<api::ListContactsResponse>(
+        connection(), "ListContacts", api::ListContactsRequest{}, options,
+        [](auto* async, auto* ctx, auto* req, auto* resp, auto done) {
+          async->ListContacts(ctx, req, resp, std::move(done));
+        },
+        detail::to_contacts, std::move(callback));
+  }
+
+  // Adds (or, for a known address, overwrites the alias and key of) a contact. Contacts
+  // pass a CONTACTS-ACL gate and the node's own dial gate without a prompt. RpcError
+  // FAILED_PRECONDITION "contacts not initialized" on a daemon without a contact store.
+  void add_contact(NewContact contact, CallOptions options = {}) {
+    detail::blocking_call<api::AddContactResponse>(
+        *connection(), "AddContact", add_contact_request(std::move(contact)), options,
+        [](auto& stub, auto* ctx, const auto& req, auto* resp) { return stub.AddContact(ctx, req, resp); },
+        to_done);
+  }
+  void add_contact(NewContact contact, std::function<void(Result<Done>)> callback, CallOptions options = {}) {
+    detail::callback_call<api::AddContactResponse>(
+        connection(), "AddContact", add_contact_request(std::move(contact)), options,
+        [](auto* async, auto* ctx, auto* req, auto* resp, auto done) {
+          async->AddContact(ctx, req, resp, std::move(done));
+        },
+        to_done, std::move(callback));
+  }
+
+  // Removing an address that is not a contact succeeds and changes nothing.
+  void remove_contact(std::string address, CallOptions options = {}) {
+    detail::blocking_call<api::RemoveContactResponse>(
+        *connection(), "RemoveContact", remove_contact_request(std::move(address)), options,
+        [](auto& stub, auto* ctx, const auto& req, auto* resp) { return stub.RemoveContact(ctx, req, resp); },
+        to_done);
+  }
+  void remove_contact(std::string address, std::function<void(Result<Done>)> callback,
+                      CallOptions options = {}) {
+    detail::callback_call<api::RemoveContactResponse>(
+        connection(), "RemoveContact", remove_contact_request(std::move(address)), options,
+        [](auto* async, auto* ctx, auto* req, auto* resp, auto done) {
+          async->RemoveContact(ctx, req, resp, std::move(done));
+        },
+        to_done, std::move(callback));
+  }
+
+  // Answers a peer's dial to the OPERATOR (a connection_request node event whose payload
+  // is the peer's address). Operator level, keyed by address; a registered service answers
+  // its own requests with Service::accept_connection(request_id). RpcError NOT_FOUND
+  // "no pending request from <address>" when nothing from that address is waiting.
+  void accept_connection(std::string address, CallOptions options = {}) {
+    detail::blocking_call<api::AcceptConnectionResponse>(
+        *connection(), "AcceptConnection", accept_connection_request(std::move(address)), options,
+        [](auto& stub, auto* ctx, const auto& req, auto* resp) { return stub.AcceptConnection(ctx, req, resp); },
+        to_done);
+  }
+  void accept_connection(std::string address, std::function<void(Result<Done>)> callback,
+                         CallOptions options = {}) {
+    detail::callback_call<api::AcceptConnectionResponse>(
+        connection(), "AcceptConnection", accept_connection_request(std::move(address)), options,
+        [](auto* async, auto* ctx, auto* req, auto* resp, auto done) {
+          async->AcceptConnection(ctx, req, resp, std::move(done));
+        },
+        to_done, std::move(callback));
+  }
+
+  void reject_connection(std::string address, CallOptions options = {}) {
+    detail::blocking_call<api::RejectConnectionResponse>(
+        *connection(), "RejectConnection", reject_connection_request(std::move(address)), options,
+        [](auto& stub, auto* ctx, const auto& req, auto* resp) { return stub.RejectConnection(ctx, req, resp); },
+        to_done);
+  }
+  void reject_connection(std::string address, std::function<void(Result<Done>)> callback,
+                         CallOptions options = {}) {
+    detail::callback_call<api::RejectConnectionResponse>(
+        connection(), "RejectConnection", reject_connection_request(std::move(address)), options,
+        [](auto* async, auto* ctx, auto* req, auto* resp, auto done) {
+          async->RejectConnection(ctx, req, resp, std::move(done));
+        },
+        to_done, std::move(callback));
+  }
+
+  // Sends a file as the OPERATOR, following the daemon's TransferProgress stream (see
+  // file_transfer.hpp). file_path is opened by the daemon, on the daemon's machine.
+  // Blocking form: on_progress runs on THIS thread for each report, in order; returns the
+  // final report (complete == true) or throws RpcError (the call failed: INTERNAL
+  // "sending file: <cause>", CANCELLED, DEADLINE_EXCEEDED, ...) or FileTransferError (the
+  // daemon reported a failed or unfinished transfer). Do not call it from a handler.
+  FileProgress send_file(std::string address, std::string file_path,
+                         std::function<void(const FileProgress&)> on_progress = {}, CallOptions options = {}) {
+    return detail::send_file_blocking(connection(), detail::send_file_request(std::move(address), std::move(file_path)),
+                                      std::move(on_progress), options);
+  }
+  // Callback form: on_progress and on_done run on gRPC threads; on_done gets what the
+  // blocking form would return or throw. The transfer lives as long as the returned handle:
+  // releasing it cancels the transfer (hence [[nodiscard]]).
+  [[nodiscard]] std::shared_ptr<FileTransfer> send_file(std::string address, std::string file_path,
+                                                        std::function<void(const FileProgress&)> on_progress,
+                                                        std::function<void(Result<FileProgress>)> on_done,
+                                                        CallOptions options = {}) {
+    return detail::open_file_transfer(connection(),
+                                      detail::send_file_request(std::move(address), std::move(file_path)),
+                                      std::move(on_progress), std::move(on_done), options);
+  }
+
+  // Answers a file offer made to the operator (a file_offer node event; decode it with
+  // DaemonFileOffer::from_event). save_dir is the directory the daemon saves into, on the
+  // daemon's machine; empty means the daemon's default. The daemon's error (e.g. no such
+  // pending transfer) arrives as RpcError.
+  void accept_file(std::string transfer_id, std::string save_dir, CallOptions options = {}) {
+    detail::blocking_call<api::AcceptFileResponse>(
+        *connection(), "AcceptFile", accept_file_request(std::move(transfer_id), std::move(save_dir)), options,
+        [](auto& stub, auto* ctx, const auto& req, auto* resp) { return stub.AcceptFile(ctx, req, resp); },
+        to_done);
+  }
+  void accept_file(std::string transfer_id, std::string save_dir, std::function<void(Result<Done>)> callback,
+                   CallOptions options = {}) {
+    detail::callback_call<api::AcceptFileResponse>(
+        connection(), "AcceptFile", accept_file_request(std::move(transfer_id), std::move(save_dir)), options,
+        [](auto* async, auto* ctx, auto* req, auto* resp, auto done) {
+          async->AcceptFile(ctx, req, resp, std::move(done));
+        },
+        to_done, std::move(callback));
+  }
+
+  void reject_file(std::string transfer_id, CallOptions options = {}) {
+    detail::blocking_call<api::RejectFileResponse>(
+        *connection(), "RejectFile", reject_file_request(std::move(transfer_id)), options,
+        [](auto& stub, auto* ctx, const auto& req, auto* resp) { return stub.RejectFile(ctx, req, resp); },
+        to_done);
+  }
+  void reject_file(std::string transfer_id, std::function<void(Result<Done>)> callback, CallOptions options = {}) {
+    detail::callback_call<api::RejectFileResponse>(
+        connection(), "RejectFile", reject_file_request(std::move(transfer_id)), options,
+        [](auto* async, auto* ctx, auto* req, auto* resp, auto done) {
+          async->RejectFile(ctx, req, resp, std::move(done));
+        },
+        to_done, std::move(callback));
+  }
+
+  // Bootstraps discovery from a known node's onion address; returns how many peers were
+  // found. The daemon checks the address's form (the daemon double wants
+  // "<56 base32>.onion").
+  int add_node(std::string onion_address, CallOptions options = {}) {
+    return detail::blocking_call<api::AddNodeResponse>(
+        *connection(), "AddNode", add_node_request(std::move(onion_address)), options,
+        [](auto& stub, auto* ctx, const auto& req, auto* resp) { return stub.AddNode(ctx, req, resp); },
+        to_peers_found);
+  }
+  void add_node(std::string onion_address, std::function<void(Result<int>)> callback, CallOptions options = {}) {
+    detail::callback_call<api::AddNodeResponse>(
+        connection(), "AddNode", add_node_request(std::move(onion_address)), options,
+        [](auto* async, auto* ctx, auto* req, auto* resp, auto done) {
+          async->AddNode(ctx, req, resp, std::move(done));
+        },
+        to_peers_found, std::move(callback));
+  }
+
+  DebugInfo get_debug_info(CallOptions options = {}) {
+    return detail::blocking_call<api::GetDebugInfoResponse>(
+        *connection(), "GetDebugInfo", api::GetDebugInfoRequest{}, options,
+        [](auto& stub, auto* ctx, const auto& req, auto* resp) { return stub.GetDebugInfo(ctx, req, resp); },
+        detail::to_debug_info);
+  }
+  void get_debug_info(std::function<void(Result<DebugInfo>)> callback, CallOptions options = {}) {
+    detail::callback_call<api::GetDebugInfoResponse>(
+        connection(), "GetDebugInfo", api::GetDebugInfoRequest{}, options,
+        [](auto* async, auto* ctx, auto* req, auto* resp, auto done) {
+          async->GetDebugInfo(ctx, req, resp, std::move(done));
+        },
+        detail::to_debug_info, std::move(callback));
+  }
+
+  // The node event stream (Subscribe; see node_events.hpp): on_event gets every event of
+  // the node, as the operator sees them (chats to and from the operator, connection
+  // requests, file offers, presence, ...); on_end gets the final status once. Both run on
+  // gRPC threads. The subscription lives as long as the returned handle: releasing it
+  // cancels and waits (hence [[nodiscard]]). CallOptions{.timeout} bounds its whole life.
+  [[nodiscard]] std::shared_ptr<EventSubscription> events(std::function<void(const DaemonEvent&)> on_event,
+                                                          std::function<void(const grpc::Status&)> on_end = {},
+                                                          CallOptions options = {}) {
+    return detail::open_events(connection(), std::move(on_event), std::move(on_end), options);
   }
 
   // Streams and calls currently open on this client (services count while registered or
@@ -174,6 +418,56 @@ class Client {
   }
   static std::string to_message_id(api::SendMessageResponse r) {
     return std::move(*r.mutable_message_id());
+  }
+
+  // ---- node-level calls: request builders (they check arguments) and converters ----
+  static constexpr auto to_done = [](auto&&) { return Done{}; };
+  static int to_peers_found(api::AddNodeResponse r) { return r.peers_found(); }
+
+  static api::AddContactRequest add_contact_request(NewContact contact) {
+    require_valid_address(contact.address, "add_contact address");
+    api::AddContactRequest request;
+    request.set_address(std::move(contact.address));
+    request.set_alias(std::move(contact.alias));
+    request.set_public_key(detail::from_public_key(contact.public_key));
+    return request;
+  }
+  static api::RemoveContactRequest remove_contact_request(std::string address) {
+    require_valid_address(address, "remove_contact address");
+    api::RemoveContactRequest request;
+    request.set_address(std::move(address));
+    return request;
+  }
+  static api::AcceptConnectionRequest accept_connection_request(std::string address) {
+    require_valid_address(address, "accept_connection address");
+    api::AcceptConnectionRequest request;
+    request.set_address(std::move(address));
+    return request;
+  }
+  static api::RejectConnectionRequest reject_connection_request(std::string address) {
+    require_valid_address(address, "reject_connection address");
+    api::RejectConnectionRequest request;
+    request.set_address(std::move(address));
+    return request;
+  }
+  static api::AcceptFileRequest accept_file_request(std::string transfer_id, std::string save_dir) {
+    if (transfer_id.empty()) throw InvalidArgumentError("accept_file: transfer_id is empty");
+    api::AcceptFileRequest request;
+    request.set_transfer_id(std::move(transfer_id));
+    request.set_save_path(std::move(save_dir));
+    return request;
+  }
+  static api::RejectFileRequest reject_file_request(std::string transfer_id) {
+    if (transfer_id.empty()) throw InvalidArgumentError("reject_file: transfer_id is empty");
+    api::RejectFileRequest request;
+    request.set_transfer_id(std::move(transfer_id));
+    return request;
+  }
+  static api::AddNodeRequest add_node_request(std::string onion_address) {
+    if (onion_address.empty()) throw InvalidArgumentError("add_node: onion_address is empty");
+    api::AddNodeRequest request;
+    request.set_onion_address(std::move(onion_address));
+    return request;
   }
 
   std::shared_ptr<detail::Connection> conn_;

@@ -9,6 +9,8 @@
 #include <ensemble/client_options.hpp>
 #include <ensemble/errors.hpp>
 #include <ensemble/events.hpp>
+#include <ensemble/file_transfer.hpp>
+#include <ensemble/node_events.hpp>
 #include <ensemble/node_types.hpp>
 #include <ensemble/result.hpp>
 #include <ensemble/rpc_service.hpp>

@@ -1,10 +1,22 @@
 // Plain C++ results of node-level calls, so users never touch generated protobuf types.
+//
+// Conventions: times the daemon sends as Unix milliseconds are Timestamp
+// (std::chrono::sys_time<milliseconds>); where the daemon uses 0 for "never" or "not
+// known" the field is std::optional and 0 becomes std::nullopt. Public keys are the 32 raw
+// Ed25519 bytes (PublicKey, the type Signer::public_key() returns); a key the daemon did
+// not send, or one that is not 32 bytes long, is std::nullopt. All of these are plain
+// values: copy them, keep them, use them from any thread.
 #pragma once
 
 #include <ensemble/events.hpp>
 
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace ensemble {
 
@@ -20,6 +32,128 @@ namespace detail {
 inline ConnectResult to_connect_result(api::ConnectResponse response) {
   return ConnectResult{response.accepted(), std::move(*response.mutable_message())};
 }
+}  // namespace detail
+
+// ---- Node-level results (Client::get_identity, get_status, list_contacts, ...) ----
+
+// An Ed25519 public key: 32 raw bytes.
+using PublicKey = std::array<std::uint8_t, 32>;
+
+// The node's own (operator) identity: what peers see when Client::connect / Client::send
+// dial them.
+struct NodeIdentity {
+  std::string address{};
+  std::optional<PublicKey> public_key{};
+};
+
+struct NodeStatus {
+  std::string tor_state{};  // "bootstrapping", "ready" or "disabled" (a newer daemon may add more)
+  int peer_count = 0;
+  std::string onion_addr{};
+  std::chrono::milliseconds uptime{0};
+  int rt_size = 0;  // peers in the DHT routing table
+};
+
+// One entry of the node's contact list. The daemon fills what it knows; a real daemon
+// today reports only address and alias, so everything else may be empty.
+struct Contact {
+  std::string address{};
+  std::string alias{};
+  std::optional<PublicKey> public_key{};
+  std::string onion_address{};
+  std::optional<Timestamp> added_at{};
+  std::optional<Timestamp> last_seen{};
+  bool online = false;
+};
+
+// What Client::add_contact sends: Client.add_contact({.address = a, .alias = "jeff"}).
+// Adding an address that is already a contact overwrites its alias and key.
+struct NewContact {
+  std::string address{};
+  std::string alias{};
+  std::optional<PublicKey> public_key{};
+};
+
+// A peer in the DHT routing table.
+struct DhtNode {
+  std::string address{};
+  std::string onion_addr{};
+  std::optional<Timestamp> last_seen{};
+};
+
+// One peer connection as the node's connector sees it.
+struct PeerState {
+  std::string address{};
+  std::string state{};
+  std::string error{};
+};
+
+struct DebugInfo {
+  int rt_size = 0;
+  std::vector<DhtNode> rt_peers{};
+  std::vector<PeerState> connections{};
+  std::string onion_addr{};
+};
+
+namespace detail {
+
+inline std::optional<PublicKey> to_public_key(const std::string& bytes) noexcept {
+  if (bytes.size() != PublicKey{}.size()) return std::nullopt;
+  PublicKey key{};
+  for (std::size_t i = 0; i < key.size(); ++i) key[i] = static_cast<std::uint8_t>(bytes[i]);
+  return key;
+}
+
+inline std::string from_public_key(const std::optional<PublicKey>& key) {
+  if (!key) return {};
+  return std::string(reinterpret_cast<const char*>(key->data()), key->size());
+}
+
+// 0 is the daemon's "never" / "not known".
+inline std::optional<Timestamp> to_optional_time(std::int64_t unix_ms) noexcept {
+  if (unix_ms == 0) return std::nullopt;
+  return timestamp_from_unix_ms(unix_ms);
+}
+
+inline NodeIdentity to_node_identity(api::GetIdentityResponse r) {
+  return NodeIdentity{std::move(*r.mutable_address()), to_public_key(r.public_key())};
+}
+
+inline NodeStatus to_node_status(api::GetStatusResponse r) {
+  return NodeStatus{std::move(*r.mutable_tor_state()), r.peer_count(),
+                    std::move(*r.mutable_onion_addr()), std::chrono::milliseconds(r.uptime_ms()),
+                    r.rt_size()};
+}
+
+inline std::vector<Contact> to_contacts(api::ListContactsResponse r) {
+  std::vector<Contact> out;
+  out.reserve(static_cast<std::size_t>(r.contacts_size()));
+  for (auto& c : *r.mutable_contacts()) {
+    out.push_back(Contact{std::move(*c.mutable_address()), std::move(*c.mutable_alias()),
+                          to_public_key(c.public_key()), std::move(*c.mutable_onion_address()),
+                          to_optional_time(c.added_at()), to_optional_time(c.last_seen()),
+                          c.online()});
+  }
+  return out;
+}
+
+inline DebugInfo to_debug_info(api::GetDebugInfoResponse r) {
+  DebugInfo out;
+  out.rt_size = r.rt_size();
+  out.onion_addr = std::move(*r.mutable_onion_addr());
+  out.rt_peers.reserve(static_cast<std::size_t>(r.rt_peers_size()));
+  for (auto& n : *r.mutable_rt_peers()) {
+    out.rt_peers.push_back(DhtNode{std::move(*n.mutable_address()), std::move(*n.mutable_onion_addr()),
+                                   to_optional_time(n.last_seen())});
+  }
+  out.connections.reserve(static_cast<std::size_t>(r.connections_size()));
+  for (auto& p : *r.mutable_connections()) {
+    out.connections.push_back(PeerState{std::move(*p.mutable_address()), std::move(*p.mutable_state()),
+                                        std::move(*p.mutable_error())});
+  }
+  return out;
+}
+
 }  // namespace detail
 
 }  // namespace ensemble

@@ -247,9 +247,14 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
     enqueue(std::move(m));
   }
 
-  // Dials a peer as this service's identity (ConnectAs), so the peer's gate sees the
-  // service's address. Use Client::connect to dial as the operator instead. A refused dial
-  // is accepted == false, not an exception; RpcError only for call failures.
+  // Dials a peer as this SERVICE's identity (ConnectAs), so the peer's gate sees the
+  // service's address (address()), not the operator's. Pick this when the peer admits the
+  // service (its allowlist or contacts hold the service address) or the conversation is the
+  // bot's own; Client::connect dials as the operator (the daemon's node identity) instead,
+  // for peers that admit the operator. Mixing them up is the usual reason a peer refuses a
+  // dial it should accept. A refused dial is accepted == false with the daemon's reason,
+  // not an exception; RpcError only for call failures (NOT_FOUND when the service is not
+  // registered right now). Throws AddressError for an invalid address before sending.
   ConnectResult connect_peer(std::string address, CallOptions options = {}) {
     return detail::blocking_call<api::ConnectResponse>(
         *conn_, "ConnectAs", connect_as_request(std::move(address)), options,

@@ -1,0 +1,161 @@
+// The one shape of every server-streaming call (Subscribe, SendFile): a
+// grpc::ClientReadReactor that reads until the daemon ends the call, hands each message to
+// the derived class, and reports the final status exactly once. The public handles
+// (EventSubscription, FileTransfer) derive from it privately, so users never see the
+// reactor's Start* methods.
+//
+// Lifetime, as for Service: two references keep the object alive, the user's (the
+// shared_ptr handed out; its deleter calls release_from_owner) and the stream's (dropped at
+// the very end of OnDone). Whichever goes last deletes. The call is registered in the
+// Client's CallRegistry from just before StartCall until the end of OnDone, so destroying
+// the Client cancels it and waits for it.
+//
+// Reactions: only OnReadDone starts operations (the next read), and the first read is
+// started before StartCall, so no hold is needed: gRPC cannot run OnDone while a read is
+// pending, and no operation is ever started from outside a reaction.
+#pragma once
+
+#include <ensemble/client_options.hpp>
+#include <ensemble/detail/callback_thread.hpp>
+#include <ensemble/detail/connection.hpp>
+#include <ensemble/detail/unary.hpp>
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/support/client_callback.h>
+#include <grpcpp/support/status.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <utility>
+
+namespace ensemble::detail {
+
+template <class Response>
+class ReadStream : public grpc::ClientReadReactor<Response>, private LiveCall {
+ public:
+  ReadStream(const ReadStream&) = delete;
+  ReadStream& operator=(const ReadStream&) = delete;
+
+  // Any thread, any number of times, also after the end (then it does nothing). The call
+  // ends with CANCELLED unless it had already ended.
+  void cancel() noexcept { context_.TryCancel(); }
+
+  // Blocks until OnDone has run (and with it the derived class's on_end) and returns the
+  // final status. Do not call it from inside one of this stream's own callbacks: the end
+  // cannot arrive while a callback of the same stream is still running.
+  grpc::Status wait() const {
+    std::unique_lock lock(mu_);
+    changed_.wait(lock, [&] { return finished_; });
+    return status_;
+  }
+
+  // The same with a limit; nullopt when the stream has not ended within `timeout`.
+  std::optional<grpc::Status> wait_for(std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(mu_);
+    if (!changed_.wait_for(lock, timeout, [&] { return finished_; })) return std::nullopt;
+    return status_;
+  }
+
+  // True once the stream has ended (wait() would not block).
+  bool done() const {
+    std::lock_guard lock(mu_);
+    return finished_;
+  }
+
+  // Blocks until the daemon has answered the call with its response headers (true), or
+  // the call ended or `timeout` passed first (false). The daemon double sends headers as
+  // soon as the stream is set up; a Go daemon may hold them back until its first message,
+  // so against it `false` after a timeout means "not known yet", not "failed".
+  bool wait_started(std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(mu_);
+    changed_.wait_for(lock, timeout, [&] { return started_ || finished_; });
+    return started_;
+  }
+
+ protected:
+  explicit ReadStream(std::shared_ptr<Connection> conn) : conn_(std::move(conn)) {}
+  ~ReadStream() override = default;
+
+  // Registers the call and starts it. `bind(async_stub, context, reactor)` calls the
+  // generated stub's callback method, e.g. async->Subscribe(ctx, &request_, reactor).
+  // Canonical order (gRPC's callback examples): bind, first read, then StartCall.
+  template <class Bind>
+  void start(const CallOptions& options, Bind bind) {
+    apply_call_options(context_, options);
+    conn_->calls.add(this);
+    bind(conn_->stub->async(), &context_, static_cast<grpc::ClientReadReactor<Response>*>(this));
+    this->StartRead(&incoming_);
+    this->StartCall();
+  }
+
+  // One message, on a gRPC thread, inside a reaction. The next read starts only when this
+  // returns, so a slow on_message slows the stream down (the daemon then drops events).
+  virtual void on_message(Response& message) = 0;
+  // Once, in OnDone, before wait() is released: the last thing this stream reports.
+  virtual void on_end(const grpc::Status& status) = 0;
+
+  // The user's shared_ptr is gone: cancel, and wait for the end unless this is a gRPC
+  // callback thread (there the end cannot come before this reaction returns).
+  void release_from_owner() {
+    cancel();
+    if (!on_callback_thread()) wait();
+    unref();
+  }
+
+  const std::shared_ptr<Connection>& connection() const noexcept { return conn_; }
+
+ private:
+  void OnReadInitialMetadataDone(bool ok) final {
+    CallbackScope scope;
+    std::lock_guard lock(mu_);
+    started_ = ok;
+    changed_.notify_all();
+  }
+
+  void OnReadDone(bool ok) final {
+    CallbackScope scope;
+    if (!ok) return;  // the stream has ended; OnDone follows
+    on_message(incoming_);
+    this->StartRead(&incoming_);  // also after a cancel: gRPC answers with ok == false
+  }
+
+  void OnDone(const grpc::Status& status) final {
+    CallbackScope scope;
+    on_end(status);
+    {
+      // Ending and leaving the registry happen under one lock, so both views agree: once
+      // wait() or done() says "ended" the Client no longer counts the call, and once the
+      // Client's destructor has seen it leave, done() is true. (Lock order mu_ -> registry;
+      // the registry never calls back into code that takes mu_.)
+      std::lock_guard lock(mu_);
+      status_ = status;
+      finished_ = true;
+      conn_->calls.remove(this);
+      changed_.notify_all();
+    }
+    unref();  // the stream's reference; may delete this
+  }
+
+  void cancel_call() noexcept final { context_.TryCancel(); }
+
+  void unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  const std::shared_ptr<Connection> conn_;
+  grpc::ClientContext context_;
+  Response incoming_;  // gRPC reads into it; must stay put until OnReadDone
+
+  std::atomic<int> refs_{2};  // the user's shared_ptr + the live stream
+  mutable std::mutex mu_;
+  mutable std::condition_variable changed_;
+  bool started_ = false;
+  bool finished_ = false;
+  grpc::Status status_;
+};
+
+}  // namespace ensemble::detail

@@ -1,0 +1,361 @@
+// The node event stream (Subscribe): everything that happens on the node itself, as
+// DaemonEvent{type, payload} values, and DaemonChatMessage, the decoder for the chats the
+// OPERATOR identity sends and receives (Client::connect / Client::send).
+//
+// This is not the per-service stream: a registered Service gets its own chats through
+// on_chat(). Replies to what Client::send sent arrive here, as "chat_message" events.
+//
+//   auto sub = client.events([](const ensemble::DaemonEvent& ev) {
+//     if (auto msg = ensemble::DaemonChatMessage::from_event(ev); msg && msg->incoming()) {
+//       std::cout << msg->from_addr << ": " << msg->text << "\n";
+//     }
+//   });
+//   ...
+//   sub->cancel();            // or just drop `sub`
+//   grpc::Status end = sub->wait();   // CANCELLED after cancel()
+//
+// Payloads are JSON made by the daemon's Go encoding/json, so keys are Go field names
+// (daemon-protocol.md section 6). The node echoes its own sends as chat_message events with
+// Direction "outgoing"; keep only incoming() ones to see replies.
+#pragma once
+
+#include <ensemble/client_options.hpp>
+#include <ensemble/detail/connection.hpp>
+#include <ensemble/detail/read_stream.hpp>
+#include <ensemble/events.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace ensemble {
+
+// Wire names of DaemonEvent.type. A daemon may also send types not listed here (an
+// internal type without a name arrives as "unknown_<n>").
+namespace node_event_type {
+inline constexpr std::string_view tor_bootstrap = "tor_bootstrap";
+inline constexpr std::string_view tor_ready = "tor_ready";
+inline constexpr std::string_view peer_discovered = "peer_discovered";
+inline constexpr std::string_view connection_request = "connection_request";
+inline constexpr std::string_view connection_state = "connection_state";
+inline constexpr std::string_view chat_message = "chat_message";
+inline constexpr std::string_view file_offer = "file_offer";
+inline constexpr std::string_view file_progress = "file_progress";
+inline constexpr std::string_view peer_online = "peer_online";
+inline constexpr std::string_view error = "error";
+}  // namespace node_event_type
+
+// One node event. payload is the parsed JSON; a payload that is not JSON at all is kept as
+// a JSON string holding the raw text (so nothing is lost and nothing throws). raw_payload
+// is the text exactly as the daemon sent it, so `payload.is_string()` plus a comparison
+// with raw_payload tells a bare JSON string from unparsable text. (Such raw text may be
+// invalid UTF-8, which payload.dump() refuses unless given an error handler.) A plain
+// value: copy it and keep it beyond the handler as you like.
+struct DaemonEvent {
+  std::string type{};
+  nlohmann::json payload{};
+  std::string raw_payload{};
+
+  // Builds the event as the stream delivers it. Never throws on bad JSON.
+  static DaemonEvent from_wire(std::string type, std::string raw) {
+    DaemonEvent ev;
+    ev.type = std::move(type);
+    ev.payload = nlohmann::json::parse(raw, nullptr, /*allow_exceptions=*/false);
+    if (ev.payload.is_discarded()) ev.payload = raw;
+    ev.raw_payload = std::move(raw);
+    return ev;
+  }
+};
+
+namespace detail {
+
+// Reads "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)", the RFC 3339 form Go's
+// encoding/json writes for time.Time. The fraction may have any number of digits; it is
+// truncated to milliseconds. Anything else is nullopt.
+inline std::optional<Timestamp> parse_rfc3339(std::string_view s) noexcept {
+  using namespace std::chrono;
+  std::size_t i = 0;
+  auto digits = [&](std::size_t n, int& out) {
+    if (i + n > s.size()) return false;
+    int v = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+      const char c = s[i + k];
+      if (c < '0' || c > '9') return false;
+      v = v * 10 + (c - '0');
+    }
+    out = v;
+    i += n;
+    return true;
+  };
+  auto expect = [&](auto accept) {
+    if (i >= s.size() || !accept(s[i])) return false;
+    ++i;
+    return true;
+  };
+  auto is = [](char want) { return [want](char c) { return c == want; }; };
+
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (!digits(4, y) || !expect(is('-')) || !digits(2, mo) || !expect(is('-')) || !digits(2, d)) {
+    return std::nullopt;
+  }
+  if (!expect([](char c) { return c == 'T' || c == 't' || c == ' '; })) return std::nullopt;
+  if (!digits(2, h) || !expect(is(':')) || !digits(2, mi) || !expect(is(':')) || !digits(2, sec)) {
+    return std::nullopt;
+  }
+  if (h > 23 || mi > 59 || sec > 60) return std::nullopt;
+  int millis = 0;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    std::size_t count = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+      if (count < 3) millis = millis * 10 + (s[i] - '0');
+      ++count;
+      ++i;
+    }
+    if (count == 0) return std::nullopt;
+    for (std::size_t k = count; k < 3; ++k) millis *= 10;
+  }
+  int offset_minutes = 0;
+  if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) {
+    ++i;
+  } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+    const int sign = s[i] == '-' ? -1 : 1;
+    ++i;
+    int oh = 0, om = 0;
+    if (!digits(2, oh) || !expect(is(':')) || !digits(2, om) || oh > 23 || om > 59) return std::nullopt;
+    offset_minutes = sign * (oh * 60 + om);
+  } else {
+    return std::nullopt;
+  }
+  if (i != s.size()) return std::nullopt;
+
+  const year_month_day date{year{y}, month{static_cast<unsigned>(mo)}, day{static_cast<unsigned>(d)}};
+  if (!date.ok()) return std::nullopt;
+  const sys_days days{date};
+  return time_point_cast<milliseconds>(days) + hours(h) + minutes(mi) + seconds(sec) +
+         milliseconds(millis) - minutes(offset_minutes);
+}
+
+// A time as a JSON value: RFC 3339 text, or a number of Unix milliseconds. Go's zero time
+// ("0001-01-01T00:00:00Z", what an unset time.Time marshals to) and null are "no time".
+inline std::optional<Timestamp> json_time(const nlohmann::json& v) noexcept {
+  if (v.is_number_integer()) return timestamp_from_unix_ms(v.get<std::int64_t>());
+  if (v.is_number_float()) {
+    const double ms = v.get<double>();
+    // Outside about +-285,000 years the conversion would be undefined; no daemon sends that.
+    if (!(ms > -9e15 && ms < 9e15)) return std::nullopt;
+    return timestamp_from_unix_ms(static_cast<std::int64_t>(ms));
+  }
+  if (!v.is_string()) return std::nullopt;
+  const auto t = parse_rfc3339(v.get_ref<const std::string&>());
+  if (t && std::chrono::year_month_day{std::chrono::floor<std::chrono::days>(*t)}.year() ==
+               std::chrono::year{1}) {
+    return std::nullopt;
+  }
+  return t;
+}
+
+// The first of `keys` present in `object` (null counts as absent).
+inline const nlohmann::json* find_key(const nlohmann::json& object,
+                                      std::initializer_list<const char*> keys) noexcept {
+  for (const char* key : keys) {
+    auto it = object.find(key);
+    if (it != object.end() && !it->is_null()) return &*it;
+  }
+  return nullptr;
+}
+
+inline std::string string_at(const nlohmann::json& object, std::initializer_list<const char*> keys) {
+  const nlohmann::json* v = find_key(object, keys);
+  return v && v->is_string() ? v->get<std::string>() : std::string();
+}
+
+}  // namespace detail
+
+// A chat sent or received by the node's operator identity, decoded from a chat_message
+// event. Direction is "incoming" (a peer wrote to the operator) or "outgoing" (the node's
+// echo of its own Client::send).
+struct DaemonChatMessage {
+  std::string id{};
+  std::string from_addr{};
+  std::string to_addr{};
+  std::string text{};
+  Timestamp sent_at{};               // the Unix epoch when the payload carries no time
+  std::optional<Timestamp> acked_at{};  // set once the peer acknowledged it
+  std::string direction{};
+
+  bool incoming() const noexcept { return direction == "incoming"; }
+
+  // The chat in `event`, or nullopt when the event is another type, its payload is not a
+  // JSON object, or it lacks a sender or text (both must be non-empty strings). Reads the
+  // daemon's Go keys (ID, From, To, Text, SentAt, AckedAt, Direction) and the snake_case
+  // forms other daemons and doubles emit (id, from_addr/from, to_addr/to, text, ts or
+  // sent_at, acked_at, direction); times may be RFC 3339 text or Unix milliseconds. Never
+  // throws.
+  static std::optional<DaemonChatMessage> from_event(const DaemonEvent& event) noexcept {
+    try {
+      if (event.type != node_event_type::chat_message || !event.payload.is_object()) return std::nullopt;
+      const nlohmann::json& p = event.payload;
+      DaemonChatMessage m;
+      m.from_addr = detail::string_at(p, {"From", "from_addr", "from"});
+      m.text = detail::string_at(p, {"Text", "text"});
+      if (m.from_addr.empty() || m.text.empty()) return std::nullopt;
+      m.id = detail::string_at(p, {"ID", "id"});
+      m.to_addr = detail::string_at(p, {"To", "to_addr", "to"});
+      m.direction = detail::string_at(p, {"Direction", "direction"});
+      if (const auto* t = detail::find_key(p, {"SentAt", "sent_at", "ts"})) {
+        if (auto parsed = detail::json_time(*t)) m.sent_at = *parsed;
+      }
+      if (const auto* t = detail::find_key(p, {"AckedAt", "acked_at"})) m.acked_at = detail::json_time(*t);
+      return m;
+    } catch (...) {
+      return std::nullopt;  // allocation failure; a decoder must not throw
+    }
+  }
+};
+
+// A file a peer offers to the operator, decoded from a file_offer event. Answer it with
+// Client::accept_file(transfer_id, save_dir) or Client::reject_file(transfer_id).
+struct DaemonFileOffer {
+  std::string transfer_id{};
+  std::string from_addr{};
+  std::string filename{};
+  std::uint64_t size = 0;
+
+  // The offer in `event`, or nullopt when the event is another type, the payload is not a
+  // JSON object, or it has no transfer id. Reads Go keys (TransferID, From / FromAddr,
+  // Filename, Size) and snake_case (transfer_id, from_addr / from, filename, size). Never
+  // throws.
+  static std::optional<DaemonFileOffer> from_event(const DaemonEvent& event) noexcept {
+    try {
+      if (event.type != node_event_type::file_offer || !event.payload.is_object()) return std::nullopt;
+      const nlohmann::json& p = event.payload;
+      DaemonFileOffer offer;
+      offer.transfer_id = detail::string_at(p, {"TransferID", "transfer_id"});
+      if (offer.transfer_id.empty()) return std::nullopt;
+      offer.from_addr = detail::string_at(p, {"From", "FromAddr", "from_addr", "from"});
+      offer.filename = detail::string_at(p, {"Filename", "filename"});
+      if (const auto* size = detail::find_key(p, {"Size", "size"}); size && size->is_number_unsigned()) {
+        offer.size = size->get<std::uint64_t>();
+      }
+      return offer;
+    } catch (...) {
+      return std::nullopt;
+    }
+  }
+};
+
+class EventSubscription;
+
+namespace detail {
+// Starts a subscription on `conn`. Client::events() is the public way in.
+inline std::shared_ptr<EventSubscription> open_events(std::shared_ptr<Connection> conn,
+                                                      std::function<void(const DaemonEvent&)> on_event,
+                                                      std::function<void(const grpc::Status&)> on_end,
+                                                      const CallOptions& options);
+}  // namespace detail
+
+// A live Subscribe call. Get one from Client::events().
+//
+// Threading: on_event runs on a gRPC thread, one event at a time, in the order received;
+// the next event is not read until it returns. The daemon's per-subscriber queue drops
+// the NEWEST events when it is full, so keep on_event short and hand slow work to a
+// thread of your own. An exception escaping on_event is printed to stderr and the stream
+// goes on. on_end runs once, on a gRPC thread, with the final status, before wait()
+// returns. cancel(), wait(), wait_for(), done() and wait_started() may be called from any
+// thread (wait() not from inside this stream's own callbacks).
+//
+// Lifetime: when the last shared_ptr copy goes, the subscription is cancelled and, unless
+// that happens on a gRPC callback thread, the release waits until on_end has run; after
+// it returns no callback of this subscription runs again. Do not capture the shared_ptr
+// in its own callbacks (a cycle: it would only end with its Client). Destroying the
+// Client cancels every subscription and waits for them; handles you still hold stay valid
+// and report the end status.
+class EventSubscription final : private detail::ReadStream<api::DaemonEvent> {
+  using Base = detail::ReadStream<api::DaemonEvent>;
+
+ public:
+  using EventHandler = std::function<void(const DaemonEvent&)>;
+  using EndHandler = std::function<void(const grpc::Status&)>;
+
+  // Ends the subscription; its status becomes CANCELLED (unless it had already ended).
+  using Base::cancel;
+  // The final status: CANCELLED after cancel(), DEADLINE_EXCEEDED after the CallOptions
+  // timeout, UNAVAILABLE when the daemon went away, UNAUTHENTICATED / PERMISSION_DENIED for
+  // auth. Blocks until the end.
+  using Base::wait;
+  using Base::wait_for;
+  using Base::done;
+  // True once the daemon has confirmed the subscription (see ReadStream::wait_started:
+  // reliable against the daemon double; a Go daemon may confirm only with its first event).
+  using Base::wait_started;
+
+  // Events handed to on_event so far.
+  std::uint64_t events_received() const noexcept { return received_.load(std::memory_order_relaxed); }
+
+ private:
+  friend std::shared_ptr<EventSubscription> detail::open_events(std::shared_ptr<detail::Connection>,
+                                                                 EventHandler, EndHandler,
+                                                                 const CallOptions&);
+
+  EventSubscription(std::shared_ptr<detail::Connection> conn, EventHandler on_event, EndHandler on_end)
+      : Base(std::move(conn)), on_event_(std::move(on_event)), on_end_(std::move(on_end)) {}
+
+  void on_message(api::DaemonEvent& message) override {
+    received_.fetch_add(1, std::memory_order_relaxed);
+    if (!on_event_) return;
+    const DaemonEvent event =
+        DaemonEvent::from_wire(std::move(*message.mutable_type()), std::move(*message.mutable_payload()));
+    try {
+      on_event_(event);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ensemble: a node event handler threw: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "ensemble: a node event handler threw\n");
+    }
+  }
+
+  void on_end(const grpc::Status& status) override {
+    if (!on_end_) return;
+    try {
+      on_end_(status);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ensemble: a node event on_end handler threw: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "ensemble: a node event on_end handler threw\n");
+    }
+  }
+
+  // Installed before the call starts and never changed, so reactions read them unlocked.
+  const EventHandler on_event_;
+  const EndHandler on_end_;
+  api::SubscribeRequest request_;
+  std::atomic<std::uint64_t> received_{0};
+};
+
+namespace detail {
+inline std::shared_ptr<EventSubscription> open_events(std::shared_ptr<Connection> conn,
+                                                      std::function<void(const DaemonEvent&)> on_event,
+                                                      std::function<void(const grpc::Status&)> on_end,
+                                                      const CallOptions& options) {
+  auto* raw = new EventSubscription(std::move(conn), std::move(on_event), std::move(on_end));
+  // The handle's deleter is the user's reference: releasing it cancels and waits.
+  std::shared_ptr<EventSubscription> handle(raw, [](EventSubscription* s) { s->release_from_owner(); });
+  raw->start(options, [raw](auto* async, grpc::ClientContext* context, auto* reactor) {
+    async->Subscribe(context, &raw->request_, reactor);
+  });
+  return handle;
+}
+}  // namespace detail
+
+}  // namespace ensemble
