@@ -539,8 +539,9 @@ TEST_CASE("double: services on one double reach each other") {
   // ConnectAs dials as alpha; beta decides.
   api::ConnectResponse reply;
   grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 20s);
   grpc::Status st;
-  std::thread dial([&] {
+  std::jthread dial([&] {
     api::ConnectAsRequest req;
     req.set_service("alpha");
     req.set_address(b_addr);
@@ -641,14 +642,18 @@ TEST_CASE("double: test hooks (raw events, observer, burst)") {
 
   constexpr std::size_t kBurst = 10'000;
   std::uint64_t written = 0;
-  std::thread pusher([&] { written = daemon.push_chat_burst("hooks", synthetic_address(), kBurst, "b"); });
+  std::thread pusher([&] {
+    written = daemon.push_chat_burst("hooks", synthetic_address(), kBurst, "b", 30s);
+  });
   std::size_t received = 0;
   while (received < kBurst) {
     auto m = stream.read();
-    REQUIRE(m);
+    if (!m) break;  // checked below, after the pusher is joined
     if (m->has_event()) ++received;
   }
+  if (received < kBurst) stream.cancel();  // lets the burst end early
   pusher.join();
+  CHECK(received == kBurst);
   CHECK(written == kBurst);
   CHECK(daemon.dropped_events("hooks") == 0);
 }
@@ -683,4 +688,44 @@ TEST_CASE("double: a stream that ends unregisters; stop ends open streams") {
   daemon.stop();
   auto st = open.end();
   CHECK(st.error_code() == grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_CASE("double: keypair_seed is used for a new name and ignored afterwards") {
+  DaemonDouble daemon;
+  auto s = stub(plain_channel(daemon.tcp_target()));
+  std::string seed(32, '\0');
+  for (int i = 0; i < 32; ++i) seed[static_cast<std::size_t>(i)] = static_cast<char>(i);
+  auto m = manifest("seeded");
+  m.mutable_manifest()->set_keypair_seed(seed);
+  {
+    Stream stream(*s);
+    CHECK(stream.register_as(m) == "EdrS8WH2A6bgGzdFPCKs1n2Z7cHbyC8Gcy");
+  }
+  REQUIRE(daemon.wait_unregistered("seeded", 2s));
+  m.mutable_manifest()->set_keypair_seed(std::string(32, '\7'));
+  Stream again(*s);
+  CHECK(again.register_as(m) == "EdrS8WH2A6bgGzdFPCKs1n2Z7cHbyC8Gcy");
+}
+
+TEST_CASE("double: inject_introduction goes through the gate like any envelope") {
+  DaemonDouble daemon;
+  auto s = stub(plain_channel(daemon.tcp_target()));
+  const std::string matchmaker = synthetic_address();
+  auto m = manifest("player", api::ACL_ALLOWLIST);
+  m.mutable_manifest()->add_allowlist(matchmaker);
+  Stream stream(*s);
+  REQUIRE(!stream.register_as(m).empty());
+  api::ServicePeerIntroductionEvent intro;
+  intro.set_from_service_addr(matchmaker);
+  intro.set_peer_addr(synthetic_address());
+  intro.set_session_id("match-7");
+  CHECK(daemon.inject_introduction("player", intro));
+  intro.set_from_service_addr(synthetic_address());  // not on the allowlist
+  CHECK_FALSE(daemon.inject_introduction("player", intro));
+  auto ev = stream.read();
+  REQUIRE(ev);
+  CHECK(ev->event().type() == "peer_introduction");
+  const auto got = decode<api::ServicePeerIntroductionEvent>(*ev);
+  CHECK(got.from_service_addr() == matchmaker);
+  CHECK(got.session_id() == "match-7");
 }

@@ -378,7 +378,7 @@ TEST_CASE("rendezvous: services and operators on two doubles reach each other") 
   CHECK(in["ID"] == id);
 
   api::ConnectResponse dial;
-  std::thread dialer([&] { dial = connect(*sa, b.node_address()); });
+  std::jthread dialer([&] { dial = connect(*sa, b.node_address()); });
   CHECK(b_events.next("connection_request") == a.node_address());
   api::AcceptConnectionRequest acc;
   acc.set_address(a.node_address());
@@ -457,7 +457,7 @@ TEST_CASE("rendezvous: a file of several MiB between two doubles") {
   Events b_events(*sb);
   grpc::Status status;
   std::vector<api::TransferProgress> progress;
-  std::thread sender([&] { progress = send_file(*sa, b.node_address(), src, &status); });
+  std::jthread sender([&] { progress = send_file(*sa, b.node_address(), src, &status); });
   auto offer = b_events.next("file_offer");
   CHECK(offer["Filename"] == "payload.bin");
   CHECK(offer["Size"] == content.size());
@@ -483,7 +483,7 @@ TEST_CASE("rendezvous: a file of several MiB between two doubles") {
   CHECK(received == content);
 
   // Rejected, missing, and to a synthetic peer.
-  std::thread rejected([&] { progress = send_file(*sa, b.node_address(), src, &status); });
+  std::jthread rejected([&] { progress = send_file(*sa, b.node_address(), src, &status); });
   offer = b_events.next("file_offer");
   api::RejectFileRequest reject;
   reject.set_transfer_id(offer["TransferID"].get<std::string>());

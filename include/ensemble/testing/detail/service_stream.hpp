@@ -172,8 +172,13 @@ class ServiceStream final
           return {};
         }
         break;
-      default:
+      case lb::ENVELOPE_CHAT:
+      case lb::ENVELOPE_INTRODUCTION:
         break;
+      default:  // a kind from a newer or broken peer daemon
+        lock.unlock();
+        done(Outcome::refused("unknown envelope kind " + std::to_string(static_cast<int>(env.kind()))));
+        return {};
     }
     // Chat, bytes, introductions: the inbound caps of section 3.
     const std::size_t size = env.kind() == lb::ENVELOPE_CHAT ? env.text().size() : env.payload().size();
