@@ -17,7 +17,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--exit", type=int, default=0, help="expected exit status")
     parser.add_argument("--line", action="append", default=[], help="regex some line must match")
-    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--timeout", type=float, default=45.0,
+                        help="seconds; below the meson timeout (60), so a hang still shows its output")
     parser.add_argument("--no-env-prefix", action="append", default=[],
                         help="drop environment variables starting with this prefix")
     parser.add_argument("command", nargs=argparse.REMAINDER)
