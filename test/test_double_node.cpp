@@ -624,3 +624,35 @@ TEST_CASE("ensemble-loopbackd: two processes sharing a directory chat both ways"
   CHECK(ev->error().message().rfind("send_message: peer unreachable", 0) == 0);
   CHECK(two.stop(SIGTERM) == 0);
 }
+
+TEST_CASE("ensemble-loopbackd: --help, bad flags, one daemon per node identity") {
+  const char* exe = std::getenv("ENSEMBLE_LOOPBACKD");
+  if (exe == nullptr) {
+    WARN("ENSEMBLE_LOOPBACKD not set (run through meson test); skipping");
+    return;
+  }
+  auto run = [&](const std::string& args, std::string* out) {
+    FILE* p = ::popen((std::string(exe) + " " + args + " 2>&1").c_str(), "r");
+    REQUIRE(p != nullptr);
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+    const int status = ::pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  std::string help;
+  CHECK(run("--help", &help) == 0);
+  CHECK(help.find("ready node=ADDR onion=ONION") != std::string::npos);
+  std::string bad;
+  CHECK(run("--no-such-flag", &bad) == 2);
+  CHECK(bad.find("unknown option --no-such-flag") != std::string::npos);
+  CHECK(run("--admin-key 1234", &bad) == 2);
+
+  TempDir rdv, data;
+  Daemon first({"--loopback-dir", rdv.path.string(), "--data-dir", data.path.string()});
+  std::string refused;
+  CHECK(run("--loopback-dir " + rdv.path.string() + " --data-dir " + data.path.string(),
+            &refused) == 1);
+  CHECK(refused.find("already live") != std::string::npos);
+  CHECK(first.stop() == 0);
+}
