@@ -26,8 +26,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cerrno>
-#include <cinttypes>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
