@@ -7,6 +7,8 @@
 #include <ensemble/address.hpp>
 #include <ensemble/auth.hpp>
 #include <ensemble/detail/hex.hpp>
+#include <ensemble/client.hpp>
+#include <ensemble/testing/daemon_double.hpp>
 #include <ensemble/version.hpp>
 
 #include "support/identity_server.hpp"
@@ -313,4 +315,26 @@ TEST_CASE("a generated seed signs calls that the daemon's check accepts with its
       server.channel(ensemble::signing_call_credentials(stranger)));
   CHECK(refused.error_code() == grpc::StatusCode::PERMISSION_DENIED);
   CHECK(refused.error_message() == "unauthorized public key");
+}
+
+TEST_CASE("the daemon double started with the printed public key accepts the seed's calls") {
+  TempDir dir;
+  const auto seed_path = dir / "admin.seed";
+  const Run made = keygen({"--out", seed_path.string()});
+  REQUIRE(made.exit_code == 0);
+
+  ensemble::testing::DaemonDoubleOptions options;
+  options.unix_socket = (dir / "api.sock").string();
+  options.admin_key = key_from_hex(printed(made, "public key"));
+  ensemble::testing::DaemonDouble daemon(options);
+
+  ensemble::Client client({.socket_path = options.unix_socket,
+                           .auth_seed = ensemble::Seed::from_file(seed_path, ensemble::SeedFileCheck::error)});
+  auto service = client.service("keygen-check");
+  service->start();  // RegisterService, signed with the generated seed
+  CHECK(ensemble::is_valid_address(service->address()));
+
+  ensemble::Client stranger({.socket_path = options.unix_socket, .auth_seed = ensemble::Seed::generate()});
+  auto refused = stranger.service("keygen-stranger");
+  CHECK_THROWS_AS(refused->start(), ensemble::RegistrationError);
 }
