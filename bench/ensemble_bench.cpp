@@ -850,7 +850,7 @@ void run_all(Env& env, const Config& cfg, Report& report) {
     const std::string n = std::to_string(cfg.scale_services);
     Row& time = report.row("5/time", "5 register " + n + " services (unix)", "ms", 1, "<=", 1.20);
     Row& memory = report.row("5/rss", "5 resident memory per idle service", "KiB", 1, "<=", 1.20);
-    Row& heap = report.row("5/heap", "5 (of which malloc'd, per service)", "KiB", 1);
+    Row& heap = report.row("5/heap", "5 of which heap (malloc), per service", "KiB", 1);
     for (int r = 0; r < runs; ++r) {
       auto [l, b] = pair_run(cfg, r, [&] { return scale_run(env, cfg, "lib"); },
                              [&] { return scale_run(env, cfg, "raw"); });
