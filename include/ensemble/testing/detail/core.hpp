@@ -205,13 +205,16 @@ class Core final : public StreamHost, public PeerHost {
     std::function<void(std::string_view, const api::ServiceClientMessage&)> observer;
     {
       std::lock_guard lock(log_mu_);
-      auto& log = actions_[service];
-      ++log.count;
-      if (options_.record_traffic) log.messages.push_back(m);
       observer = observer_;
-      log_cv_.notify_all();
     }
+    // The observer runs before the action is counted, so whoever wait_for_actions() wakes
+    // also sees what the observer did.
     if (observer) observer(service, m);
+    std::lock_guard lock(log_mu_);
+    auto& log = actions_[service];
+    ++log.count;
+    if (options_.record_traffic) log.messages.push_back(m);
+    log_cv_.notify_all();
   }
 
   void on_decision(const std::string& service, const std::string& request_id,
