@@ -70,7 +70,9 @@ class Timer {
       }
       const auto first = tasks_.begin();
       if (first->first > std::chrono::steady_clock::now()) {
-        cv_.wait_until(lock, first->first);
+        // By value: wait_until reads the time again after waking, when cancel() may have
+        // erased the node that holds it.
+        cv_.wait_until(lock, std::chrono::steady_clock::time_point(first->first));
         continue;
       }
       auto fn = std::move(first->second.fn);
