@@ -205,21 +205,14 @@ TEST_CASE("operator vs service identity: each dial is gated on the identity that
   bot->start();
 
   // A gate that admits only the operator.
-  // (Options filled field by field: ServiceOptions::reconnect has no default member
-  // initializer, so a designated initializer that leaves it out warns under GCC 12.)
-  ensemble::ServiceOptions operator_only;
-  operator_only.acl = ensemble::ACL::allowlist;
-  operator_only.allowlist = {operator_addr};
-  auto for_operator = node.client.service("for-operator", operator_only);
+  auto for_operator =
+      node.client.service("for-operator", {.acl = ensemble::ACL::allowlist, .allowlist = {operator_addr}});
   for_operator->on_connection_request(
       [&](const ensemble::ConnectionRequest& r) { for_operator->accept_connection(r.request_id); });
   for_operator->start();
 
   // A gate that admits only the bot.
-  ensemble::ServiceOptions bot_only;
-  bot_only.acl = ensemble::ACL::allowlist;
-  bot_only.allowlist = {bot->address()};
-  auto for_bot = node.client.service("for-bot", bot_only);
+  auto for_bot = node.client.service("for-bot", {.acl = ensemble::ACL::allowlist, .allowlist = {bot->address()}});
   for_bot->on_connection_request([&](const ensemble::ConnectionRequest& r) { for_bot->accept_connection(r.request_id); });
   for_bot->start();
 
