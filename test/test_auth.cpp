@@ -163,6 +163,11 @@ TEST_CASE("Seed::from_file accepts 32 raw bytes and 64 hex characters") {
     write_file(dir / "hex", upper + "\n");
     CHECK(std::ranges::equal(Seed::from_file(dir / "hex").bytes(), expected));
   }
+  SECTION("hex padded with whitespace to exactly the 4096-byte limit") {
+    // Found by fuzz_seed_file: a file of exactly the limit was taken for one that grew.
+    write_file(dir / "hex", vector_seed_hex() + std::string(4096 - 64, ' '));
+    CHECK(std::ranges::equal(Seed::from_file(dir / "hex").bytes(), expected));
+  }
   SECTION("through a symlink") {
     write_file(dir / "hex", vector_seed_hex() + "\n");
     std::filesystem::create_symlink(dir / "hex", dir / "link");
@@ -194,6 +199,7 @@ TEST_CASE("Seed::from_file errors name the file and what was found") {
       {"innerspace", hex.substr(0, 32) + " " + hex.substr(32) + "\n", "66 bytes"},
       {"whitespace", "   \n\n", "only whitespace (5 bytes)"},
       {"huge", std::string(5000, 'a'), "5000 bytes"},
+      {"hex4097", hex + std::string(4097 - 64, ' '), "4097 bytes"},
   };
   for (const auto& c : cases) {
     DYNAMIC_SECTION(c.name) {

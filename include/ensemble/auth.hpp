@@ -146,7 +146,9 @@ struct SeedFileReader {
   static constexpr std::size_t kMaxBytes = 4096;
 
   int fd = -1;
-  std::array<char, kMaxBytes> buffer{};
+  // One byte over the limit, so a file of exactly kMaxBytes reads whole and only one that
+  // grew past the limit after fstat fills the buffer.
+  std::array<char, kMaxBytes + 1> buffer{};
   std::size_t length = 0;
 
   ~SeedFileReader() {
@@ -214,10 +216,10 @@ inline Seed Seed::from_file(const std::filesystem::path& path, SeedFileCheck che
     if (n == 0) break;
     file.length += static_cast<std::size_t>(n);
   }
-  if (file.length == file.buffer.size()) {
+  if (file.length > detail::SeedFileReader::kMaxBytes) {
     // The file grew past the limit between fstat and read.
-    throw AuthError(name + " holds more than " + std::to_string(file.buffer.size()) +
-                    " bytes" + expected);
+    throw AuthError(name + " holds more than " +
+                    std::to_string(detail::SeedFileReader::kMaxBytes) + " bytes" + expected);
   }
 
   if (file.length == 0) throw AuthError(name + " is empty (0 bytes)" + expected);
