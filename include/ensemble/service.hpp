@@ -338,10 +338,15 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
 
   ~Service() override {
     // Secrets in the manifest (keypair_seed) do not outlive the service.
-    if (manifest_.has_manifest()) {
-      auto* seed = manifest_.mutable_manifest()->mutable_keypair_seed();
-      sodium_memzero(seed->data(), seed->size());
-    }
+    wipe_keypair_seed(manifest_);
+    wipe_keypair_seed(outgoing_);
+  }
+
+  // manifest_ keeps the seed for re-registering; every other copy is wiped once written.
+  static void wipe_keypair_seed(api::ServiceClientMessage& message) noexcept {
+    if (!message.has_manifest()) return;
+    auto* seed = message.mutable_manifest()->mutable_keypair_seed();
+    sodium_memzero(seed->data(), seed->size());
   }
 
   template <class Handler>
@@ -477,6 +482,9 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
     bool release = false;
     {
       std::lock_guard lock(mu_);
+      // By now gRPC has serialized the manifest; the copy written need not hold the seed
+      // until the next action replaces it.
+      wipe_keypair_seed(outgoing_);
       if (!ok) {
         write_failed_ = true;
         if (!outgoing_.has_manifest()) unsent_.push_back(std::move(outgoing_));
