@@ -7,9 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-if [[ ! -f build/build.ninja ]]; then
-  meson setup build
-fi
+scripts/setup-build.sh
 # Only the example and what it needs; scripts/test.sh builds everything.
 meson compile -C build examples/echo
 exec build/examples/echo --demo "$@"

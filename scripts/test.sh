@@ -5,9 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-if [[ ! -f build/build.ninja ]]; then
-  meson setup build
-fi
+scripts/setup-build.sh
 meson compile -C build
 meson test -C build --print-errorlogs "$@" | tee build/test-summary.txt
 ok=$(awk '/^Ok:/ {print $2}' build/test-summary.txt)

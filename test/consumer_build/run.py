@@ -18,6 +18,7 @@ MODE
 Each step's output is shown only when it fails; the timing of each step is printed.
 """
 import glob
+import json
 import os
 import pathlib
 import re
@@ -28,6 +29,7 @@ import tempfile
 import time
 
 SKIP = 77
+PARENT_ARGS = []  # set by main() from the parent build
 
 
 class StepFailed(Exception):
@@ -54,7 +56,21 @@ def meson():
     return [found]
 
 
+def parent_build_args(build_root):
+    """Setup arguments that match the parent build where it matters: its sanitizers (an
+    installed libensemble_proto.a built with ASan links only into an ASan program). -O0
+    without debug info otherwise: the consumer only has to prove it builds and runs."""
+    options = json.loads(step("read the parent build's options",
+                              meson() + ["introspect", str(build_root), "--buildoptions"]))
+    sanitize = next(o["value"] for o in options if o["name"] == "b_sanitize")
+    args = ["--buildtype=plain"]
+    if sanitize != "none":
+        args += [f"-Db_sanitize={sanitize}", "-Db_lundef=false"]
+    return args
+
+
 def build_and_run(project, build, setup_args, env=None):
+    setup_args = PARENT_ARGS + setup_args
     out = step("configure the consumer", meson() + ["setup", str(build), str(project)] + setup_args,
                env=env)
     match = re.search(r"[Dd]ependency ensemble-client found: YES ([\d.]+)(.*)", out)
@@ -73,6 +89,7 @@ def build_and_run(project, build, setup_args, env=None):
 
 def main():
     mode, source_root, build_root = sys.argv[1], pathlib.Path(sys.argv[2]).resolve(), pathlib.Path(sys.argv[3]).resolve()
+    PARENT_ARGS[:] = parent_build_args(build_root)
     with tempfile.TemporaryDirectory(prefix=f"ensemble-consumer-{mode}-") as tmp:
         tmp = pathlib.Path(tmp)
         project = tmp / "consumer"

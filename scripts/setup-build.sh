@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Configures build/, the one build tree that scripts/test.sh and scripts/demo.sh share: an
+# unoptimized debug build (-O0 compiles this suite about five times faster than -O2, and the
+# tests wait on sockets, not on the CPU) with AddressSanitizer + UndefinedBehaviorSanitizer (and LeakSanitizer), so every test
+# run, CI's included, is also the ASan/UBSan run; a test that passes while corrupting memory
+# fails here. The runtime options come from test/sanitizers/options.env (the default test
+# setup); ThreadSanitizer has a build of its own (scripts/sanitize.sh tsan).
+# Reconfigures an existing build/ that was set up differently (a full rebuild).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# b_lundef=false: the sanitizer runtimes resolve symbols at load time, which -Wl,--no-undefined
+# would reject.
+options=(-Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false)
+if [[ ! -f build/build.ninja ]]; then
+  meson setup build "${options[@]}"
+elif [[ $(meson introspect build --buildoptions | python3 -c '
+import json, sys
+values = {o["name"]: o["value"] for o in json.load(sys.stdin)}
+print(values["buildtype"], values["b_sanitize"])') != "debug address,undefined" ]]; then
+  meson configure build "${options[@]}"
+fi
