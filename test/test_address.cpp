@@ -135,6 +135,17 @@ TEST_CASE("require_valid_address names the field and quotes the value like the d
   CHECK_THROWS_AS(ensemble::require_valid_address("", "to_addr"), ensemble::Error);
 }
 
+TEST_CASE("require_valid_address quotes at most 64 bytes of a long value") {
+  const std::string huge(1 << 20, 'x');
+  try {
+    ensemble::require_valid_address(huge, "to_addr");
+    FAIL("expected an AddressError");
+  } catch (const ensemble::AddressError& e) {
+    CHECK(std::string(e.what()) == "to_addr \"" + std::string(64, 'x') +
+                                       "\"... (1048576 bytes) is not a valid ensemble address");
+  }
+}
+
 TEST_CASE("Base58 round-trips, keeping leading zero bytes as '1'") {
   const std::vector<std::vector<std::uint8_t>> inputs = {
       {}, {0}, {0, 0, 1}, {0xff}, {0x00, 0xff, 0x00}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}};

@@ -132,11 +132,24 @@ inline bool is_valid_address(std::string_view address) noexcept {
   }
 }
 
+namespace detail {
+
+// A real address is 34 characters; quoting more of a wrong value tells the reader nothing,
+// and an error message must not grow with whatever the caller passed in.
+inline std::string quote_address_for_error(std::string_view value) {
+  constexpr std::size_t shown = 64;
+  if (value.size() <= shown) return go_quote(value);
+  return go_quote(value.substr(0, shown)) + "... (" + std::to_string(value.size()) + " bytes)";
+}
+
+}  // namespace detail
+
 // Throws AddressError unless `address` is valid. `field` names where the value came from
-// (e.g. "manifest.allowlist[0]", "to_addr"); the message quotes the value as the daemon does.
+// (e.g. "manifest.allowlist[0]", "to_addr"); the message quotes the value as the daemon does
+// (its first 64 bytes, for a longer one).
 inline void require_valid_address(std::string_view address, std::string_view field) {
   if (!is_valid_address(address)) {
-    throw AddressError(std::string(field) + " " + detail::go_quote(address) +
+    throw AddressError(std::string(field) + " " + detail::quote_address_for_error(address) +
                        " is not a valid ensemble address");
   }
 }
