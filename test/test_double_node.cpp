@@ -1,6 +1,7 @@
 // The daemon double's node API, its robustness, and traffic between doubles that share a
 // rendezvous directory: in one process, and as two ensemble-loopbackd processes.
 #include "double_support.hpp"
+#include "support/loopbackd_process.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -509,69 +510,7 @@ TEST_CASE("rendezvous: a file of several MiB between two doubles") {
 
 // ---- ensemble-loopbackd processes -------------------------------------------------------
 
-namespace {
-
-struct Daemon {
-  pid_t pid = -1;
-  std::map<std::string, std::string> ready;  // key=value pairs of the ready line
-  std::map<std::string, std::string> tokens;
-  std::chrono::milliseconds startup{};
-
-  Daemon(const std::vector<std::string>& args) {
-    const char* exe = std::getenv("ENSEMBLE_LOOPBACKD");
-    REQUIRE(exe != nullptr);
-    int out[2];
-    REQUIRE(::pipe(out) == 0);
-    const auto t0 = std::chrono::steady_clock::now();
-    pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      ::dup2(out[1], 1);
-      ::close(out[0]);
-      ::close(out[1]);
-      std::vector<char*> argv{const_cast<char*>(exe)};
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(exe, argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    FILE* f = ::fdopen(out[0], "r");
-    char line[4096];
-    while (std::fgets(line, sizeof line, f) != nullptr) {
-      std::istringstream words{std::string(line)};
-      std::string word;
-      words >> word;
-      if (word == "token") {
-        std::string name, token;
-        words >> name >> token;
-        tokens[name] = token;
-      } else if (word == "ready") {
-        while (words >> word) {
-          const auto eq = word.find('=');
-          ready[word.substr(0, eq)] = word.substr(eq + 1);
-        }
-        break;
-      }
-    }
-    std::fclose(f);
-    startup = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
-    REQUIRE(!ready.empty());
-  }
-
-  int stop(int sig = SIGTERM) {
-    ::kill(pid, sig);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-  }
-  ~Daemon() {
-    if (pid > 0) stop(SIGKILL);
-  }
-};
-
-}  // namespace
+using Daemon = test_support::LoopbackdProcess;
 
 TEST_CASE("ensemble-loopbackd: two processes sharing a directory chat both ways") {
   if (std::getenv("ENSEMBLE_LOOPBACKD") == nullptr) {
@@ -582,18 +521,18 @@ TEST_CASE("ensemble-loopbackd: two processes sharing a directory chat both ways"
   Daemon one({"--loopback-dir", rdv.path.string(), "--api-socket", work.str("one.sock"),
               "--data-dir", work.str("one-data"), "--mint-token", "bot"});
   Daemon two({"--loopback-dir", rdv.path.string(), "--api-addr", "127.0.0.1:0"});
-  CHECK(one.startup < 1s);
-  CHECK(two.startup < 1s);
-  CHECK(one.ready["api-socket"] == work.str("one.sock"));
-  CHECK(two.ready.count("api-addr") == 1);
-  CHECK(one.ready["loopback-dir"] == rdv.path.string());
-  CHECK(ensemble::is_valid_address(one.ready["node"]));
-  CHECK(ensemble::is_onion_address(one.ready["onion"]));
-  REQUIRE(one.tokens.count("bot") == 1);
+  CHECK(one.startup() < 1s);
+  CHECK(two.startup() < 1s);
+  CHECK(one.ready("api-socket") == work.str("one.sock"));
+  CHECK(!two.ready("api-addr").empty());
+  CHECK(one.ready("loopback-dir") == rdv.path.string());
+  CHECK(ensemble::is_valid_address(one.ready("node")));
+  CHECK(ensemble::is_onion_address(one.ready("onion")));
+  REQUIRE(!one.token("bot").empty());
 
-  auto s1 = stub(plain_channel("unix://" + one.ready["api-socket"]));
-  auto s2 = stub(plain_channel(two.ready["api-addr"]));
-  Stream bot(*s1, 20s, one.tokens["bot"]);
+  auto s1 = stub(plain_channel("unix://" + one.ready("api-socket")));
+  auto s2 = stub(plain_channel(two.ready("api-addr")));
+  Stream bot(*s1, 20s, one.token("bot"));
   Stream peer(*s2);
   const std::string bot_addr = bot.register_as(manifest("bot"));
   const std::string peer_addr = peer.register_as(manifest("peer"));
