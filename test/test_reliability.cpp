@@ -122,10 +122,19 @@ TEST_CASE("a blocking handler: no deadlock, no spinning, and the daemon's drops 
   svc->start();
 
   const auto peer = peer_address(2);
-  constexpr int injected = 2000;
+  int injected = 1;
   daemon.inject_chat("slow", peer, "first");
   REQUIRE(eventually([&] { return seen.load() == 1; }));
-  for (int i = 1; i < injected; ++i) daemon.inject_chat("slow", peer, std::to_string(i));
+  // HTTP/2 flow-control windows (grown by gRPC's BDP probing to megabytes) take events off
+  // the daemon's queue before it fills, and how many depends on timing; so keep sending
+  // until the 256-deep queue has overflowed, whatever the transport buffered.
+  const std::string text(1024, 'x');
+  while (daemon.dropped_events("slow") == 0 && injected < 100'000) {
+    daemon.inject_chat("slow", peer, text);
+    ++injected;
+  }
+  REQUIRE(daemon.dropped_events("slow") > 0);
+  for (int i = 0; i < 100; ++i, ++injected) daemon.inject_chat("slow", peer, text);
 
   // While the handler is stuck, the library must not burn CPU (no busy retry loop): the
   // only work left is the handler's own 1 ms sleep.
