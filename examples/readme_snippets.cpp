@@ -7,6 +7,7 @@
 #include "common/output.hpp"
 
 #include <ensemble/ensemble.hpp>
+#include <ensemble/testing/daemon_double.hpp>
 
 #include <array>
 #include <chrono>

@@ -3,64 +3,42 @@
 // DemoDaemon is the library's own daemon double (<ensemble/testing/daemon_double.hpp>) on a
 // Unix socket in a fresh temporary directory, with a freshly generated admin key, so a demo
 // signs its calls exactly as a bot does against a real daemon. Everything it makes is
-// removed when it goes.
+// removed when it goes. It is compiled once, in demo_daemon.cpp, rather than in every
+// example: the double is most of what an example costs to compile.
 #pragma once
 
 #include "output.hpp"
 
 #include <ensemble/ensemble.hpp>
-#include <ensemble/testing/daemon_double.hpp>
 
 #include <chrono>
 #include <condition_variable>
-#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <mutex>
-#include <stdexcept>
-#include <string>
+
+namespace ensemble::testing {
+class DaemonDouble;
+}
 
 namespace examples {
 
 class DemoDaemon {
  public:
-  DemoDaemon() : dir_(make_temp_dir()), admin_seed_(ensemble::Seed::generate()) {
-    ensemble::testing::DaemonDoubleOptions options;
-    options.unix_socket = (dir_ / "ensemble.sock").string();
-    options.admin_key = ensemble::Signer(admin_seed_).public_key();
-    daemon_ = std::make_unique<ensemble::testing::DaemonDouble>(options);
-    say("daemon: double listening on ", daemon_->unix_target(), " (operator ",
-        short_addr(daemon_->node_address()), ")");
-  }
+  DemoDaemon();
+  ~DemoDaemon();  // ends every stream, stops listening, removes the directory
 
   DemoDaemon(const DemoDaemon&) = delete;
   DemoDaemon& operator=(const DemoDaemon&) = delete;
 
-  ~DemoDaemon() {
-    daemon_.reset();  // ends every stream, then stops listening
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
-
   // How a bot reaches this daemon: its socket, signing with its admin seed.
-  ensemble::ClientOptions client_options() const {
-    ensemble::ClientOptions options;
-    options.socket_path = daemon_->unix_socket_path();
-    options.auth_seed = admin_seed_;
-    return options;
-  }
+  ensemble::ClientOptions client_options() const;
 
+  // The double itself, for what only a test harness does (inject events, read actions);
+  // include <ensemble/testing/daemon_double.hpp> to use it.
   ensemble::testing::DaemonDouble& daemon() { return *daemon_; }
 
  private:
-  static std::filesystem::path make_temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "ensemble-demo-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) {
-      throw std::runtime_error("cannot make a temporary directory from " + pattern);
-    }
-    return pattern;
-  }
-
   std::filesystem::path dir_;
   ensemble::Seed admin_seed_;
   std::unique_ptr<ensemble::testing::DaemonDouble> daemon_;
