@@ -11,12 +11,17 @@ cd "$(dirname "$0")/.."
 
 # b_lundef=false: the sanitizer runtimes resolve symbols at load time, which -Wl,--no-undefined
 # would reject.
-options=(-Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false)
+# UBSan's null and alignment checks go on every member access and at -O0 cost a quarter of
+# the compile time of a TU holding the daemon double (60 s -> 45 s of CPU); ASan already
+# catches a null dereference, and x86 forgives misalignment. Every other UBSan check stays.
+light_ubsan=-fno-sanitize=null,alignment
+options=(-Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args=$light_ubsan)
 if [[ ! -f build/build.ninja ]]; then
   meson setup build "${options[@]}"
 elif [[ $(meson introspect build --buildoptions | python3 -c '
 import json, sys
 values = {o["name"]: o["value"] for o in json.load(sys.stdin)}
-print(values["buildtype"], values["b_sanitize"])') != "debug address,undefined" ]]; then
+print(values["buildtype"], values["b_sanitize"], " ".join(values["cpp_args"]))') != \
+     "debug address,undefined $light_ubsan" ]]; then
   meson configure build "${options[@]}"
 fi

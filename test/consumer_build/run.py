@@ -29,7 +29,8 @@ import tempfile
 import time
 
 SKIP = 77
-PARENT_ARGS = []  # set by main() from the parent build
+# -O0 without debug info: a consumer only has to prove that it builds and runs.
+SETUP_ARGS = ["--buildtype=plain"]
 
 
 class StepFailed(Exception):
@@ -56,21 +57,20 @@ def meson():
     return [found]
 
 
-def parent_build_args(build_root):
-    """Setup arguments that match the parent build where it matters: its sanitizers (an
-    installed libensemble_proto.a built with ASan links only into an ASan program). -O0
-    without debug info otherwise: the consumer only has to prove it builds and runs."""
+def installed_build_args(build_root):
+    """The parent build's sanitizers: an installed libensemble_proto.a built with ASan links
+    only into an ASan program."""
     options = json.loads(step("read the parent build's options",
                               meson() + ["introspect", str(build_root), "--buildoptions"]))
-    sanitize = next(o["value"] for o in options if o["name"] == "b_sanitize")
-    args = ["--buildtype=plain"]
-    if sanitize != "none":
-        args += [f"-Db_sanitize={sanitize}", "-Db_lundef=false"]
-    return args
+    values = {o["name"]: o["value"] for o in options}
+    if values["b_sanitize"] == "none":
+        return []
+    return [f"-Db_sanitize={values['b_sanitize']}", "-Db_lundef=false",
+            "-Dcpp_args=" + " ".join(values["cpp_args"])]
 
 
 def build_and_run(project, build, setup_args, env=None):
-    setup_args = PARENT_ARGS + setup_args
+    setup_args = SETUP_ARGS + setup_args
     out = step("configure the consumer", meson() + ["setup", str(build), str(project)] + setup_args,
                env=env)
     match = re.search(r"[Dd]ependency ensemble-client found: YES ([\d.]+)(.*)", out)
@@ -89,7 +89,6 @@ def build_and_run(project, build, setup_args, env=None):
 
 def main():
     mode, source_root, build_root = sys.argv[1], pathlib.Path(sys.argv[2]).resolve(), pathlib.Path(sys.argv[3]).resolve()
-    PARENT_ARGS[:] = parent_build_args(build_root)
     with tempfile.TemporaryDirectory(prefix=f"ensemble-consumer-{mode}-") as tmp:
         tmp = pathlib.Path(tmp)
         project = tmp / "consumer"
@@ -142,7 +141,8 @@ def main():
             print("           " + (flags if len(flags) < 200 else flags[:200] + " ..."))
             if "-lensemble_proto" not in flags or f"-I{stage}" not in flags:
                 raise StepFailed("pkg-config does not point into the staged install")
-            build_and_run(project, build, ["--wrap-mode=nofallback"], env=env)
+            build_and_run(project, build, ["--wrap-mode=nofallback"] + installed_build_args(build_root),
+                          env=env)
         else:
             print(f"unknown mode {mode!r}")
             return 2
