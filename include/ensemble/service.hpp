@@ -172,9 +172,11 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
       registration_ = std::promise<void>();
       registered = registration_->get_future();
       refs_.fetch_add(1, std::memory_order_relaxed);  // held by the stream until finish()
-      conn_->calls.add(this);
       prepare_attempt_locked();
     }
+    // Outside mu_: CallRegistry::cancel_all() holds the registry lock while it calls
+    // cancel_call(), which takes mu_, so the lock order is registry -> mu_, never mu_ -> registry.
+    conn_->calls.add(this);
     notify_state(ServiceState::registering);
     start_attempt();
     return registered;
