@@ -26,7 +26,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <cstdio>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -161,13 +160,8 @@ class FileTransfer final : private detail::ReadStream<api::TransferProgress> {
       std::lock_guard lock(mu_);
       last_ = progress;
     }
-    if (!on_progress_) return;
-    try {
-      on_progress_(progress);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "ensemble: a send_file progress handler threw: %s\n", e.what());
-    } catch (...) {
-      std::fprintf(stderr, "ensemble: a send_file progress handler threw\n");
+    if (on_progress_) {
+      detail::call_user_callback("a send_file", "progress handler", on_progress_, progress);
     }
   }
 
@@ -178,13 +172,8 @@ class FileTransfer final : private detail::ReadStream<api::TransferProgress> {
       result_ = detail::file_transfer_result(status, last_);
       result = result_;
     }
-    if (!on_done_) return;
-    try {
-      on_done_(std::move(*result));
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "ensemble: a send_file done handler threw: %s\n", e.what());
-    } catch (...) {
-      std::fprintf(stderr, "ensemble: a send_file done handler threw\n");
+    if (on_done_) {
+      detail::call_user_callback("a send_file", "done handler", on_done_, std::move(*result));
     }
   }
 

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <ensemble/client_options.hpp>
+#include <ensemble/detail/callback_thread.hpp>
 #include <ensemble/detail/connection.hpp>
 #include <ensemble/detail/read_stream.hpp>
 #include <ensemble/events.hpp>
@@ -29,7 +30,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -316,24 +316,11 @@ class EventSubscription final : private detail::ReadStream<api::DaemonEvent> {
     if (!on_event_) return;
     const DaemonEvent event =
         DaemonEvent::from_wire(std::move(*message.mutable_type()), std::move(*message.mutable_payload()));
-    try {
-      on_event_(event);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "ensemble: a node event handler threw: %s\n", e.what());
-    } catch (...) {
-      std::fprintf(stderr, "ensemble: a node event handler threw\n");
-    }
+    detail::call_user_callback("a node event", "handler", on_event_, event);
   }
 
   void on_end(const grpc::Status& status) override {
-    if (!on_end_) return;
-    try {
-      on_end_(status);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "ensemble: a node event on_end handler threw: %s\n", e.what());
-    } catch (...) {
-      std::fprintf(stderr, "ensemble: a node event on_end handler threw\n");
-    }
+    if (on_end_) detail::call_user_callback("a node event", "on_end handler", on_end_, status);
   }
 
   // Installed before the call starts and never changed, so reactions read them unlocked.

@@ -4,6 +4,11 @@
 // deadlock; the code that would do either asks here first.
 #pragma once
 
+#include <cstdio>
+#include <exception>
+#include <string_view>
+#include <utility>
+
 namespace ensemble::detail {
 
 inline thread_local int callback_depth = 0;
@@ -18,5 +23,22 @@ class CallbackScope {
   CallbackScope(const CallbackScope&) = delete;
   CallbackScope& operator=(const CallbackScope&) = delete;
 };
+
+// Runs a user callback from a reaction. An exception must not unwind into gRPC, which would
+// end the process, so it is reported on stderr as "ensemble: <subject> <role> threw: <why>"
+// and the reaction carries on.
+template <class Callback, class... Args>
+void call_user_callback(std::string_view subject, std::string_view role, Callback& callback,
+                        Args&&... args) noexcept {
+  try {
+    callback(std::forward<Args>(args)...);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ensemble: %.*s %.*s threw: %s\n", static_cast<int>(subject.size()),
+                 subject.data(), static_cast<int>(role.size()), role.data(), e.what());
+  } catch (...) {
+    std::fprintf(stderr, "ensemble: %.*s %.*s threw\n", static_cast<int>(subject.size()),
+                 subject.data(), static_cast<int>(role.size()), role.data());
+  }
+}
 
 }  // namespace ensemble::detail

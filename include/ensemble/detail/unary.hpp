@@ -13,7 +13,6 @@
 #include <grpcpp/client_context.h>
 
 #include <chrono>
-#include <cstdio>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -67,13 +66,7 @@ void callback_call(std::shared_ptr<Connection> conn, const char* name, Request r
       auto result = status.ok() ? Result<Value>(convert(std::move(response)))
                                 : Result<Value>(std::make_exception_ptr(
                                       RpcError(name, std::move(status))));
-      try {
-        callback(std::move(result));
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "ensemble: %s callback threw: %s\n", name, e.what());
-      } catch (...) {
-        std::fprintf(stderr, "ensemble: %s callback threw\n", name);
-      }
+      call_user_callback(name, "callback", callback, std::move(result));
       conn->calls.remove(this);
     }
   };
