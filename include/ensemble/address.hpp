@@ -87,10 +87,6 @@ inline std::string go_quote(std::string_view text) {
   return out;
 }
 
-}  // namespace detail
-
-namespace detail {
-
 // The last address this thread found valid. Every Service action to a peer is checked
 // (a Base58 decode and a double SHA-256, about a microsecond: a tenth of what the whole
 // send costs), and a bot mostly sends to the peer it just sent to or heard from, so one
