@@ -2,6 +2,7 @@
 // RegisterService stream driven with the generated synchronous stub, and message builders.
 #pragma once
 
+#include <ensemble/address.hpp>
 #include <ensemble/auth.hpp>
 #include <ensemble/proto/ensemble.grpc.pb.h>
 #include <ensemble/testing/daemon_double.hpp>

@@ -32,7 +32,7 @@ struct Pair {
   std::shared_ptr<ensemble::EventSubscription> receiver_sub = receiver.client.events(std::ref(receiver_events));
 
   Pair() {
-    if (!receiver_sub->wait_started(5s)) throw std::runtime_error("receiver subscription did not start");
+    if (!await_subscribed(receiver.daemon, *receiver_sub)) throw std::runtime_error("receiver subscription did not start");
   }
 
   std::optional<ensemble::DaemonFileOffer> wait_offer() {
@@ -43,28 +43,18 @@ struct Pair {
 };
 
 
-void check_monotonic(const std::vector<ensemble::FileProgress>& reports, std::uint64_t size) {
-  REQUIRE_FALSE(reports.empty());
-  for (std::size_t i = 1; i < reports.size(); ++i) {
-    CHECK(reports[i].sent_bytes >= reports[i - 1].sent_bytes);
-    CHECK(reports[i].percent >= reports[i - 1].percent);
-    CHECK_FALSE(reports[i - 1].complete);  // only the last one is
-  }
-  const auto& last = reports.back();
-  CHECK(last.complete);
-  CHECK(last.percent == Approx(100.0));
-  CHECK(last.sent_bytes == size);
-  CHECK(last.total_bytes == size);
-  CHECK(last.error.empty());
-  for (const auto& r : reports) {
-    CHECK(r.transfer_id == last.transfer_id);
-    CHECK(r.total_bytes == size);
-  }
+// The daemon reports a successful transfer with exactly one message: {transfer_id,
+// complete: true}, no name, sizes or percent (daemon-protocol.md section 10).
+void check_one_final_report(const std::vector<ensemble::FileProgress>& reports) {
+  REQUIRE(reports.size() == 1);
+  CHECK(reports[0].complete);
+  CHECK_FALSE(reports[0].transfer_id.empty());
+  CHECK(reports[0].error.empty());
 }
 
 }  // namespace
 
-TEST_CASE("a file of several MiB crosses between two nodes with rising progress to 100%") {
+TEST_CASE("a file of several MiB crosses between two nodes; success is one complete report") {
   Pair pair;
   constexpr std::size_t kSize = 5 * 1024 * 1024 + 123;
   const std::string content = random_bytes(kSize);
@@ -95,11 +85,9 @@ TEST_CASE("a file of several MiB crosses between two nodes with rising progress 
   acceptor.join();
 
   CHECK(on_caller_thread);  // the blocking form reports on the calling thread
-  CHECK(reports.size() >= 2);
-  check_monotonic(reports, kSize);
+  check_one_final_report(reports);
   CHECK(last.complete);
   CHECK(last.transfer_id == reports.back().transfer_id);
-  CHECK(last.filename == "report.bin");
   CHECK(test_support::read_file(save_dir / "report.bin") == content);
   CHECK(pair.sender.client.open_calls() == 0);
 }
@@ -123,9 +111,8 @@ TEST_CASE("the callback form reports progress and the result, and its handle fol
 
   const auto offer = pair.wait_offer();
   REQUIRE(offer);
-  // Before acceptance the sender has reported the offer, and nothing is sent yet.
-  REQUIRE(eventually([&] { return transfer->latest().has_value(); }));
-  CHECK(transfer->latest()->sent_bytes == 0);
+  // Before acceptance nothing is reported: the daemon's stream is silent until the end.
+  CHECK_FALSE(transfer->latest().has_value());
   CHECK_FALSE(transfer->done());
   CHECK_FALSE(transfer->wait_for(50ms));
 
@@ -139,7 +126,6 @@ TEST_CASE("the callback form reports progress and the result, and its handle fol
   auto result = future.get();
   REQUIRE(result.ok());
   CHECK(result.value().complete);
-  CHECK(result.value().sent_bytes == kSize);
   // on_done runs before the handle reports the end, so wait for it rather than poll.
   REQUIRE(transfer->wait_for(5s));
   CHECK(transfer->done());
@@ -147,7 +133,7 @@ TEST_CASE("the callback form reports progress and the result, and its handle fol
   CHECK(transfer->latest()->complete);
   CHECK(std::filesystem::file_size(inbox / "data.bin") == kSize);
   std::lock_guard lock(mu);
-  check_monotonic(reports, kSize);
+  check_one_final_report(reports);
 
   // The receiver saw its own side as file_progress events ending complete.
   CHECK(pair.receiver_events.wait_for([](const ensemble::DaemonEvent& ev) {
@@ -214,8 +200,6 @@ TEST_CASE("a synthetic peer takes the file at once") {
   const std::string peer = stranger_address();
   const auto last = node.client.send_file(peer, source.string());
   CHECK(last.complete);
-  CHECK(last.total_bytes == 10);
-  CHECK(last.sent_bytes == 10);
   REQUIRE(node.daemon.wait_peer_inbox(peer, 1, 5s));
   const auto inbox = node.daemon.peer_inbox(peer);
   CHECK(inbox[0].kind == "file");

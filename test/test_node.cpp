@@ -38,7 +38,7 @@ TEST_CASE("get_identity returns the node's address and key, in both forms") {
   CHECK(r.value().public_key == id.public_key);
 }
 
-TEST_CASE("get_status reports tor state, onion, uptime and routing table") {
+TEST_CASE("get_status reports tor state, onion and routing table; the daemon leaves uptime unset") {
   test_support::TempDir rendezvous;
   Node a(rendezvous.path());
   Node b(rendezvous.path());
@@ -47,22 +47,20 @@ TEST_CASE("get_status reports tor state, onion, uptime and routing table") {
   const auto status = a.client.get_status();
   CHECK(status.tor_state == "ready");
   CHECK(status.onion_addr == a.daemon.node_onion());
-  CHECK(status.uptime >= 20ms);
-  CHECK(status.uptime < 1h);
+  CHECK(status.uptime == 0ms);  // the daemon never sets uptime_ms (section 10)
   CHECK(status.rt_size == 1);  // b, seen through the shared rendezvous
   CHECK(status.peer_count == 0);
 
   auto r = await<ensemble::NodeStatus>([&](auto cb) { a.client.get_status(cb); });
   REQUIRE(r.ok());
   CHECK(r.value().tor_state == "ready");
-  CHECK(r.value().uptime >= status.uptime);
+  CHECK(r.value().uptime == 0ms);
 }
 
-TEST_CASE("contacts: add, overwrite, list and remove round-trip every field") {
+TEST_CASE("contacts: add, overwrite, list and remove; the daemon lists address and alias") {
   Node node;
   const std::string jeff = stranger_address();
   const std::string kim = stranger_address();
-  const auto before = std::chrono::system_clock::now();
 
   node.client.add_contact({.address = jeff, .alias = "jeff", .public_key = key_of(0xab)});
   node.client.add_contact({.address = kim, .alias = "kim"});
@@ -74,22 +72,19 @@ TEST_CASE("contacts: add, overwrite, list and remove round-trip every field") {
     REQUIRE(it != contacts.end());
     return *it;
   };
+  // ListContacts fills address and alias only (section 10): everything else reads as unset.
   const auto j = find(jeff);
   CHECK(j.alias == "jeff");
-  REQUIRE(j.public_key.has_value());
-  CHECK(*j.public_key == key_of(0xab));
-  REQUIRE(j.added_at.has_value());
-  CHECK(*j.added_at >= std::chrono::floor<std::chrono::milliseconds>(before) - 1s);
-  CHECK(*j.added_at <= std::chrono::system_clock::now() + 1s);
-  CHECK_FALSE(j.last_seen.has_value());  // 0 on the wire: never seen
+  CHECK_FALSE(j.public_key.has_value());
+  CHECK_FALSE(j.added_at.has_value());
+  CHECK_FALSE(j.last_seen.has_value());
   CHECK_FALSE(j.online);
-  CHECK_FALSE(find(kim).public_key.has_value());  // none sent, none reported
+  CHECK(find(kim).alias == "kim");
 
-  // Re-adding overwrites alias and key (section 5a).
+  // Re-adding overwrites the alias (section 5a).
   node.client.add_contact({.address = jeff, .alias = "jeff2", .public_key = key_of(0x01)});
   contacts = node.client.list_contacts();
   CHECK(find(jeff).alias == "jeff2");
-  CHECK(*find(jeff).public_key == key_of(0x01));
 
   node.client.remove_contact(jeff);
   contacts = node.client.list_contacts();
@@ -144,7 +139,7 @@ TEST_CASE("operator accept_connection / reject_connection answer dials to the no
   SECTION("reject") {
     node.daemon.inject_node_connection_request(peer);
     node.client.reject_connection(peer);
-    CHECK(node.daemon.wait_decision(peer, 5s) == "rejected: rejected by operator");
+    CHECK(node.daemon.wait_decision(peer, 5s) == "rejected: rejected by user");
   }
   SECTION("callback forms") {
     node.daemon.inject_node_connection_request(peer);
@@ -258,7 +253,7 @@ TEST_CASE("add_node bootstraps from the rendezvous; a malformed onion is the dae
 
   EventLog log;
   auto sub = a.client.events(std::ref(log));
-  REQUIRE(sub->wait_started(5s));
+  REQUIRE(await_subscribed(a.daemon, *sub));
 
   CHECK(a.client.add_node(b.daemon.node_onion(), {.timeout = 5s}) == 1);
   const auto found = log.wait_type("peer_discovered");

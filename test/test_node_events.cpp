@@ -196,10 +196,11 @@ TEST_CASE("events deliver chat_message; the incoming filter drops the node's own
     if (auto m = DaemonChatMessage::from_event(ev); m && m->incoming()) ++replies;
     log(ev);  // last: the test thread wakes on it
   });
-  REQUIRE(sub->wait_started(5s));
+  REQUIRE(await_subscribed(node.daemon, *sub));
   CHECK(node.client.open_calls() == 1);
 
-  // The operator writes; the bus echoes it as outgoing.
+  // The operator dials (chat needs a connection), writes, and the bus echoes it as outgoing.
+  REQUIRE(node.client.connect(peer).accepted);
   const auto before = std::chrono::system_clock::now();
   const std::string id = node.client.send(peer, "hello from the operator");
   // The peer answers; it arrives as incoming.
@@ -240,7 +241,7 @@ TEST_CASE("events carry connection requests to the operator as the requester's a
   Node node;
   EventLog log;
   auto sub = node.client.events(std::ref(log));
-  REQUIRE(sub->wait_started(5s));
+  REQUIRE(await_subscribed(node.daemon, *sub));
   const std::string peer = stranger_address();
   node.daemon.inject_node_connection_request(peer);
   const auto ev = log.wait_type(ensemble::node_event_type::connection_request);
@@ -256,7 +257,7 @@ TEST_CASE("cancelling a subscription mid-stream ends it with CANCELLED") {
   EventLog log;
   std::promise<grpc::Status> ended;
   auto sub = node.client.events(std::ref(log), [&](const grpc::Status& s) { ended.set_value(s); });
-  REQUIRE(sub->wait_started(5s));
+  REQUIRE(await_subscribed(node.daemon, *sub));
   for (int i = 0; i < 5; ++i) REQUIRE(node.daemon.inject_node_chat(peer, "msg " + std::to_string(i)));
   REQUIRE(log.wait_for([](const DaemonEvent& ev) {
     auto m = DaemonChatMessage::from_event(ev);
@@ -290,7 +291,7 @@ TEST_CASE("releasing the last handle cancels the subscription and waits for its 
     code = s.error_code();
     ended = true;
   });
-  REQUIRE(sub->wait_started(5s));
+  REQUIRE(await_subscribed(node.daemon, *sub));
   sub.reset();
   CHECK(ended);
   CHECK(code.load() == grpc::StatusCode::CANCELLED);
@@ -313,12 +314,12 @@ TEST_CASE("a handle released from inside its own handler does not deadlock") {
       released.set_value();
     }
   });
-  {
-    std::lock_guard lock(mu);
-    REQUIRE(sub->wait_started(5s));
+  // The first event releases it: offer events until one has arrived.
+  auto was_released = released.get_future();
+  for (int i = 0; i < 250 && was_released.wait_for(20ms) != std::future_status::ready; ++i) {
+    node.daemon.publish_node_event("test.subscribed", "{}");
   }
-  REQUIRE(node.daemon.inject_node_chat(stranger_address(), "go"));
-  REQUIRE(released.get_future().wait_for(5s) == std::future_status::ready);
+  REQUIRE(was_released.wait_for(0ms) == std::future_status::ready);
   CHECK(eventually([&] { return node.client.open_calls() == 0; }));
 }
 
@@ -327,10 +328,11 @@ TEST_CASE("a throwing handler is reported and the stream goes on") {
   const std::string peer = stranger_address();
   std::atomic<int> calls{0};
   test_support::StderrCapture err;
-  auto sub = node.client.events([&](const DaemonEvent&) {
+  auto sub = node.client.events([&](const DaemonEvent& ev) {
+    if (ev.type != "chat_message") return;  // await_subscribed's markers
     if (++calls == 1) throw std::runtime_error("boom");
   });
-  REQUIRE(sub->wait_started(5s));
+  REQUIRE(await_subscribed(node.daemon, *sub));
   REQUIRE(node.daemon.inject_node_chat(peer, "one"));
   REQUIRE(node.daemon.inject_node_chat(peer, "two"));
   REQUIRE(eventually([&] { return calls == 2; }));
@@ -344,7 +346,7 @@ TEST_CASE("the end status reports how a subscription ended") {
     Node node;
     std::promise<grpc::Status> ended;
     auto sub = node.client.events({}, [&](const grpc::Status& s) { ended.set_value(s); });
-    REQUIRE(sub->wait_started(5s));
+    REQUIRE(await_subscribed(node.daemon, *sub));
     node.daemon.stop();
     const auto status = sub->wait_for(10s);
     REQUIRE(status);
@@ -381,7 +383,7 @@ TEST_CASE("the end status reports how a subscription ended") {
 TEST_CASE("destroying the Client cancels its subscriptions; held handles report the end") {
   auto node = std::make_unique<Node>();
   auto sub = node->client.events({});
-  REQUIRE(sub->wait_started(5s));
+  REQUIRE(await_subscribed(node->daemon, *sub));
   {
     ensemble::Client gone = std::move(node->client);
   }
@@ -400,7 +402,7 @@ TEST_CASE("many subscriptions on one client each get every event") {
     logs.push_back(std::make_unique<EventLog>());
     subs.push_back(node.client.events(std::ref(*logs.back())));
   }
-  for (auto& s : subs) REQUIRE(s->wait_started(5s));
+  for (auto& s : subs) REQUIRE(await_subscribed(node.daemon, *s));
   CHECK(node.client.open_calls() == kSubs);
   REQUIRE(node.daemon.inject_node_chat(stranger_address(), "to all"));
   for (auto& log : logs) CHECK(log->wait_type("chat_message"));

@@ -1,4 +1,4 @@
-// ensemble-loopbackd: the daemon double (include/ensemble/testing/daemon_double.hpp) as a
+// ensemble-loopbackd: the daemon double (ensemble::testing::DaemonDouble, src/testing/) as a
 // process, with flags modelled on the real daemon's loopback mode
 // (`ensemble --headless --signaling=loopback`). See --help for the flags and the exact
 // format of the ready line that scripts and tests parse.
@@ -16,6 +16,7 @@
 #include <iostream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <pthread.h>
@@ -40,13 +41,25 @@ options:
                          signed by it (default: no auth)
   --mint-token NAME      mint a supervised-service token bound to NAME and print it
                          (repeatable)
-  --request-timeout-ms N how long connection requests and file offers wait (default 30000)
+  --request-timeout-ms N how long connection requests and file offers wait for an answer
+                         (default 0: until answered or the stream closes, as the daemon)
+
+the daemon's start-up, for testing a bot that starts with its daemon (default 0 each):
+  --socket-delay-ms N    create the --api-socket only after N ms (calls fail UNAVAILABLE
+                         until then); needs --api-socket and no --api-addr
+  --bootstrap-ms N       then "bootstrap Tor" for N ms: GetStatus says tor_state
+                         "bootstrapping", Subscribe carries tor_bootstrap events,
+                         RegisterService fails UNIMPLEMENTED; then a tor_ready event
+  --registration-delay-ms N
+                         send `registered` N ms after a manifest is accepted (the daemon
+                         waits for the onion descriptor to be published)
   --help                 this text
 
 output (stdout, each line flushed):
   token NAME TOKEN       one per --mint-token, before the ready line
   ready node=ADDR onion=ONION [api-addr=HOST:PORT] [api-socket=PATH] loopback-dir=DIR pid=PID
-                         exactly one line once the API accepts calls; fields are
+                         exactly one line once the API accepts calls (after any
+                         --socket-delay-ms; Tor may still be bootstrapping); fields are
                          space-separated key=value pairs in this order, absent keys were
                          not configured; HOST:PORT carries the bound port
 
@@ -57,6 +70,20 @@ Startup errors go to stderr with exit status 1; bad flags exit 2.
 [[noreturn]] void usage_error(const std::string& message) {
   std::cerr << "ensemble-loopbackd: " << message << "\n(see --help)\n";
   std::exit(2);
+}
+
+// A whole, non-negative number of milliseconds, or a usage error naming the flag.
+std::chrono::milliseconds milliseconds_flag(const std::string& flag, const std::string& text) {
+  std::size_t used = 0;
+  long long n = -1;
+  try {
+    n = std::stoll(text, &used);
+  } catch (const std::exception&) {
+  }
+  if (n < 0 || used != text.size()) {
+    usage_error(flag + " needs a whole number of milliseconds >= 0, not \"" + text + "\"");
+  }
+  return std::chrono::milliseconds(n);
 }
 
 std::filesystem::path default_loopback_dir() {
@@ -114,11 +141,13 @@ int main(int argc, char** argv) {
     } else if (a == "--mint-token") {
       tokens.push_back(value());
     } else if (a == "--request-timeout-ms") {
-      try {
-        options.request_timeout = std::chrono::milliseconds(std::stoll(value()));
-      } catch (const std::exception&) {
-        usage_error("--request-timeout-ms needs a number");
-      }
+      options.request_timeout = milliseconds_flag(a, value());
+    } else if (a == "--socket-delay-ms") {
+      options.socket_delay = milliseconds_flag(a, value());
+    } else if (a == "--bootstrap-ms") {
+      options.bootstrap_time = milliseconds_flag(a, value());
+    } else if (a == "--registration-delay-ms") {
+      options.registration_delay = milliseconds_flag(a, value());
     } else {
       usage_error("unknown option " + a);
     }
@@ -129,6 +158,14 @@ int main(int argc, char** argv) {
     if (!options.data_dir.empty()) std::filesystem::create_directories(options.data_dir);
     const auto loopback_dir = std::filesystem::absolute(options.loopback_dir);
     ensemble::testing::DaemonDouble daemon(options);
+    // With --socket-delay-ms the socket appears later; "ready" waits for it.
+    const auto give_up = std::chrono::steady_clock::now() + options.socket_delay + std::chrono::seconds(10);
+    while (!daemon.unix_socket_path().empty() && !std::filesystem::exists(daemon.unix_socket_path())) {
+      if (std::chrono::steady_clock::now() > give_up) {
+        throw std::runtime_error("the API socket never appeared at " + daemon.unix_socket_path());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
 
     for (const auto& name : tokens) {
       std::cout << "token " << name << ' ' << daemon.mint_token(name) << '\n';

@@ -141,6 +141,10 @@ def main():
             print("           " + (flags if len(flags) < 200 else flags[:200] + " ..."))
             if "-lensemble_proto" not in flags or f"-I{stage}" not in flags:
                 raise StepFailed("pkg-config does not point into the staged install")
+            testing_flags = step("pkg-config --libs ensemble-client-testing",
+                                 ["pkg-config", "--libs", "ensemble-client-testing"], env=env)
+            if "-lensemble_testing" not in testing_flags or "-lensemble_proto" not in testing_flags:
+                raise StepFailed("ensemble-client-testing.pc does not link the double and the proto library")
             build_and_run(project, build, ["--wrap-mode=nofallback"] + installed_build_args(build_root),
                           env=env)
         else:

@@ -41,6 +41,21 @@ inline std::string stranger_address() {
   return ensemble::address_from_public_key(ensemble::Signer(ensemble::Seed::generate()).public_key());
 }
 
+// The daemon sends Subscribe's headers with its first event (daemon-protocol.md section
+// 10), so nothing tells a client that its subscription is in place until an event arrives.
+// This publishes a marker event ("test.subscribed", which the tests' handlers ignore) until
+// `sub` has received something.
+inline bool await_subscribed(DaemonDouble& daemon, const ensemble::EventSubscription& sub,
+                             std::chrono::milliseconds timeout = 5s) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (sub.events_received() == 0) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    daemon.publish_node_event("test.subscribed", "{}");
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
 // One daemon double (admin-key auth on, socket in a private temp dir) and a Client signed
 // with the admin seed. `loopback_dir` joins a shared rendezvous so two nodes reach each
 // other.

@@ -29,8 +29,17 @@ struct DaemonDoubleOptions {
   // synthetic peer). Set: doubles sharing the directory reach each other's identities.
   std::filesystem::path loopback_dir{};
 
-  // Per-stream event queue of RegisterService (drop oldest) and of Subscribe (drop newest).
+  // Per-stream event queue of RegisterService (drop oldest; the daemon's is 256).
   std::size_t event_queue_depth = 256;
+  // Subscribe's queues: each event type has one of this depth feeding one of this depth per
+  // subscriber; when both are full the NEWEST event is dropped (the daemon's are 64).
+  std::size_t node_event_queue_depth = 64;
+
+  // The largest serialized message a call may send, as grpc-go's default the daemon keeps
+  // (4,194,304 bytes). A larger one ends the call with RESOURCE_EXHAUSTED "grpc: received
+  // message larger than max (<n> vs. <limit>)"; on RegisterService the service is
+  // unregistered.
+  std::size_t max_receive_message_bytes = 4u << 20;
 
   // The clock the auth check and event timestamps use; default system_clock::now.
   std::function<std::chrono::system_clock::time_point()> clock{};
@@ -46,7 +55,20 @@ struct DaemonDoubleOptions {
   std::uint32_t default_max_payload_bytes = 1u << 20;
 
   // How long a connection request or file offer waits for a decision before it is refused.
-  std::chrono::milliseconds request_timeout{30'000};
+  // Zero (the default, as on the daemon) waits until it is answered or its stream closes.
+  std::chrono::milliseconds request_timeout{0};
+
+  // ---- the daemon's start-up, on request (zero: ready at once) ----------------------------
+  // The Unix socket appears only this long after construction; calls meanwhile fail
+  // UNAVAILABLE, as before the daemon has created its socket. Unix socket only.
+  std::chrono::milliseconds socket_delay{0};
+  // Then Tor bootstraps for this long: GetStatus says tor_state "bootstrapping", Subscribe
+  // carries tor_bootstrap events, RegisterService fails UNIMPLEMENTED "service registry not
+  // configured on this daemon"; then a tor_ready event and tor_state "ready".
+  std::chrono::milliseconds bootstrap_time{0};
+  // `registered` goes out this long after a manifest is accepted (the daemon waits for the
+  // onion descriptor to be published: tens of seconds, sometimes minutes, with Tor).
+  std::chrono::milliseconds registration_delay{0};
 
   // Test hooks record every action and every message a synthetic peer receives. Turn off
   // for long benchmarks that would otherwise keep gigabytes; counters still count.

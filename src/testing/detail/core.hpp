@@ -14,15 +14,17 @@
 #pragma once
 
 #include <ensemble/address.hpp>
-#include <ensemble/testing/detail/contacts.hpp>
-#include <ensemble/testing/detail/host.hpp>
-#include <ensemble/testing/detail/identity_store.hpp>
-#include <ensemble/testing/detail/node_events.hpp>
-#include <ensemble/testing/detail/rendezvous.hpp>
-#include <ensemble/testing/detail/service_stream.hpp>
-#include <ensemble/testing/detail/timer.hpp>
-#include <ensemble/testing/detail/util.hpp>
+#include <ensemble/testing/daemon_double.hpp>  // PeerMessage
 #include <ensemble/testing/options.hpp>
+
+#include "contacts.hpp"
+#include "host.hpp"
+#include "identity_store.hpp"
+#include "node_events.hpp"
+#include "rendezvous.hpp"
+#include "service_stream.hpp"
+#include "timer.hpp"
+#include "util.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -37,21 +39,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-namespace ensemble::testing {
-
-// What a synthetic peer received (peer_inbox), in arrival order.
-struct PeerMessage {
-  std::string kind;  // "chat", "bytes", "dial", "introduction", "file"
-  std::string from_addr;
-  std::string text;     // chat text, or the file name for "file"
-  std::string payload;  // bytes / introduction payload
-  std::string peer_addr;   // introduction: the peer introduced
-  std::string session_id;  // introduction
-  std::uint64_t size = 0;  // file: bytes received
-};
-
-}  // namespace ensemble::testing
 
 namespace ensemble::testing::detail {
 
@@ -77,8 +64,7 @@ class Core final : public StreamHost, public PeerHost {
       : options_(std::move(options)),
         keys_(options_.data_dir),
         node_(keys_.get_or_create("node")),
-        contacts_(options_.data_dir),
-        started_(std::chrono::steady_clock::now()) {
+        contacts_(options_.data_dir) {
     if (!options_.clock) options_.clock = [] { return std::chrono::system_clock::now(); };
   }
 
@@ -91,6 +77,35 @@ class Core final : public StreamHost, public PeerHost {
     }
   }
 
+  // Tor's start-up as the daemon goes through it (options.bootstrap_time; none by default):
+  // tor_bootstrap events {"percent","summary"} in five steps, then tor_ready with the node's
+  // onion, after which RegisterService is served and GetStatus says "ready". Called once the
+  // API listens.
+  void start_bootstrap() {
+    const auto total = options_.bootstrap_time;
+    if (total.count() <= 0) {
+      tor_ready_ = true;
+      return;
+    }
+    static constexpr std::pair<int, const char*> steps[] = {
+        {0, "Starting"},
+        {25, "Loading relay descriptors"},
+        {50, "Loading relay descriptors"},
+        {75, "Establishing a Tor circuit"},
+        {100, "Done"}};
+    for (int i = 0; i < 5; ++i) {
+      timer_.after(total * i / 5, [this, i] {
+        bus_.publish("tor_bootstrap",
+                     nlohmann::json{{"percent", steps[i].first}, {"summary", steps[i].second}}.dump());
+      });
+    }
+    timer_.after(total, [this] {
+      tor_ready_ = true;
+      bus_.publish("tor_ready", nlohmann::json(node_.onion).dump());
+    });
+  }
+  bool tor_ready() const { return tor_ready_; }
+
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
   ~Core() override { stop_peers(); }
@@ -100,10 +115,6 @@ class Core final : public StreamHost, public PeerHost {
   ContactStore& contacts() { return contacts_; }
   NodeEventBus& bus() { return bus_; }
   Rendezvous* rendezvous() { return rendezvous_.get(); }
-  std::chrono::milliseconds uptime() const {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - started_);
-  }
 
   // ---- StreamHost ------------------------------------------------------------------------
 
@@ -137,12 +148,12 @@ class Core final : public StreamHost, public PeerHost {
     }
     if (!is_valid_service_name(name)) {
       const std::string why = "registering service: loading identity for " +
-                              ensemble::detail::go_quote(name) + ": invalid service name " +
+                              ensemble::detail::go_quote(name) + ": identity: invalid service name " +
                               ensemble::detail::go_quote(name) +
-                              " (must match ^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$)";
+                              " (lowercase alphanumeric, '-' and '_' only)";
       return refuse(grpc::StatusCode::INTERNAL, why, why);
     }
-    Identity id = keys_.get_or_create(name, m.keypair_seed());
+    Identity id = keys_.get_or_create(name);
     stream->set_identity(id);
     {
       std::lock_guard lock(mu_);
@@ -185,12 +196,28 @@ class Core final : public StreamHost, public PeerHost {
       done(Outcome::refused("peer " + to + " is unreachable"));
       return;
     }
+    if (env.kind() == lb::ENVELOPE_DIAL) {
+      done = [this, from = env.from_addr(), to, inner = std::move(done)](Outcome o) {
+        if (o.ok) link(from, to);
+        inner(std::move(o));
+      };
+    }
     if (deliver_local(env, done)) return;
+    // Chat leaves this daemon only over an established connection (section 10).
+    if (env.kind() == lb::ENVELOPE_CHAT && !linked(env.from_addr(), to)) {
+      done(Outcome::refused("peer " + to + " not connected"));
+      return;
+    }
     if (rendezvous_) {
       if (auto socket = rendezvous_->lookup(to)) {
-        const auto timeout = env.kind() == lb::ENVELOPE_DIAL || env.kind() == lb::ENVELOPE_FILE_OFFER
-                                 ? options_.request_timeout + std::chrono::seconds(5)
-                                 : std::chrono::milliseconds(10'000);
+        // A dial or file offer waits for the far side's decision: as long as its own limit
+        // allows (none by default), plus time for the hand-over.
+        const bool decided_later =
+            env.kind() == lb::ENVELOPE_DIAL || env.kind() == lb::ENVELOPE_FILE_OFFER;
+        const auto timeout = !decided_later ? std::chrono::milliseconds(10'000)
+                              : options_.request_timeout.count() > 0
+                                  ? options_.request_timeout + std::chrono::seconds(5)
+                                  : std::chrono::milliseconds(std::chrono::hours(24));
         rendezvous_->send(*socket, env, timeout, std::move(done));
         return;
       }
@@ -228,6 +255,8 @@ class Core final : public StreamHost, public PeerHost {
   Timer& timer() override { return timer_; }
   std::chrono::system_clock::time_point now() override { return options_.clock(); }
   std::chrono::milliseconds request_timeout() override { return options_.request_timeout; }
+  std::size_t max_receive_message_bytes() override { return options_.max_receive_message_bytes; }
+  std::chrono::milliseconds registration_delay() override { return options_.registration_delay; }
   std::uint32_t default_max_payload_bytes() override { return options_.default_max_payload_bytes; }
 
   // ---- PeerHost --------------------------------------------------------------------------
@@ -326,11 +355,12 @@ class Core final : public StreamHost, public PeerHost {
       node_pending_.erase(it);
     }
     if (accept) mark_connected(from);
-    done(accept ? Outcome::accepted() : Outcome::refused("rejected by operator"));
+    done(accept ? Outcome::accepted() : Outcome::refused("rejected by user"));
     return true;
   }
 
   void mark_connected(const std::string& peer) {
+    link(node_.address, peer);
     {
       std::lock_guard lock(mu_);
       connected_[peer] = unix_ms(now());
@@ -338,6 +368,24 @@ class Core final : public StreamHost, public PeerHost {
     contacts_.touch(peer, unix_ms(now()));
     bus_.publish("connection_state", connection_state_json(peer, ConnState::connected, ""));
     bus_.publish("peer_online", peer_online_json(peer, true));
+  }
+
+  // ---- connections: who may chat with whom ----------------------------------------------
+  //
+  // The daemon sends chat only over an established connection (section 10: "peer <addr>
+  // not connected" otherwise). In the double a connection between a hosted identity and a
+  // peer is established, for both directions, by a dial either way that the other side
+  // accepted, and by anything the peer delivered to that identity (a chat, bytes, an
+  // introduction: it could only send them connected). Identities hosted by the same double
+  // reach each other without one.
+  void link(const std::string& local, const std::string& remote) override {
+    std::lock_guard lock(mu_);
+    links_.emplace(local, remote);
+    links_.emplace(remote, local);
+  }
+  bool linked(const std::string& local, const std::string& remote) const {
+    std::lock_guard lock(mu_);
+    return links_.count({local, remote}) > 0;
   }
 
   std::map<std::string, std::int64_t> connected_peers() const {
@@ -505,6 +553,7 @@ class Core final : public StreamHost, public PeerHost {
                                            : t;
         const std::string id = env.message_id().empty() ? random_hex(16) : env.message_id();
         contacts_.touch(from, unix_ms(t));
+        link(node_.address, from);  // it came over a connection, before anyone sees it
         bus_.publish("chat_message",
                      chat_message_json(id, from, node_.address, env.text(), sent, t, true));
         done(Outcome::accepted());
@@ -530,7 +579,7 @@ class Core final : public StreamHost, public PeerHost {
               previous = std::move(slot.done);  // a newer dial from the same peer replaces it
             }
             slot.done = std::move(done);
-            slot.timer = timer_.after(options_.request_timeout, [this, from] {
+            slot.timer = timer_.limit(options_.request_timeout, [this, from] {
               Completion expired;
               {
                 std::lock_guard lock(mu_);
@@ -604,7 +653,7 @@ class Core final : public StreamHost, public PeerHost {
   ContactStore contacts_;
   NodeEventBus bus_;
   Timer timer_;
-  const std::chrono::steady_clock::time_point started_;
+  std::atomic<bool> tor_ready_{false};
 
   mutable std::mutex mu_;
   std::condition_variable registry_cv_;
@@ -615,6 +664,7 @@ class Core final : public StreamHost, public PeerHost {
   std::map<std::string, std::string> tokens_;
   std::map<std::string, NodePending> node_pending_;
   std::map<std::string, std::int64_t> connected_;
+  std::set<std::pair<std::string, std::string>> links_;  // (local, remote), both ways
   std::set<std::string> unreachable_;
   std::set<std::string> known_;  // every service address this daemon has hosted
 

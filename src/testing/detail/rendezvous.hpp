@@ -18,8 +18,9 @@
 #pragma once
 
 #include <ensemble/errors.hpp>
-#include <ensemble/proto/ensemble_double.grpc.pb.h>
-#include <ensemble/testing/detail/host.hpp>
+
+#include "ensemble_double.grpc.pb.h"
+#include "host.hpp"
 
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>

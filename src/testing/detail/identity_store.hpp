@@ -10,7 +10,8 @@
 #include <ensemble/auth.hpp>
 #include <ensemble/detail/hex.hpp>
 #include <ensemble/errors.hpp>
-#include <ensemble/testing/detail/util.hpp>
+
+#include "util.hpp"
 
 #include <openssl/evp.h>
 #include <sodium.h>
@@ -87,20 +88,15 @@ class KeyStore {
     }
   }
 
-  // The keypair for `name`, made on first use. `advisory_seed` is used only when the name
-  // has no keypair yet and it is exactly 32 bytes (section 5 item 2: advisory, and ignored
-  // once the name has a keypair).
-  Identity get_or_create(const std::string& name, std::string_view advisory_seed = {}) {
+  // The keypair for `name`, made on first use. A new name gets a fresh random keypair: the daemon never reads a manifest's keypair_seed
+  // (daemon-protocol.md section 10), so neither does the double.
+  Identity get_or_create(const std::string& name) {
     std::lock_guard lock(mu_);
     if (auto it = keys_.find(name); it != keys_.end()) return it->second;
     if (auto loaded = load(name)) return keys_.emplace(name, *loaded).first->second;
     std::array<std::uint8_t, 32> seed{};
-    if (advisory_seed.size() == 32) {
-      std::copy(advisory_seed.begin(), advisory_seed.end(), seed.begin());
-    } else {
-      const Seed fresh = Seed::generate();
-      std::copy(fresh.bytes().begin(), fresh.bytes().end(), seed.begin());
-    }
+    const Seed fresh = Seed::generate();
+    std::copy(fresh.bytes().begin(), fresh.bytes().end(), seed.begin());
     Identity id = identity_from_seed(seed);
     sodium_memzero(seed.data(), seed.size());
     save(name, id);

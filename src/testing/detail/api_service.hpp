@@ -7,8 +7,9 @@
 #include <ensemble/address.hpp>
 #include <ensemble/auth.hpp>
 #include <ensemble/testing/auth_check.hpp>
-#include <ensemble/testing/detail/core.hpp>
-#include <ensemble/testing/detail/files.hpp>
+
+#include "core.hpp"
+#include "files.hpp"
 
 #include <grpcpp/grpcpp.h>
 
@@ -19,8 +20,7 @@ namespace ensemble::testing::detail {
 
 // A RegisterService call refused before its first message (auth, no registry): the status
 // alone, as the daemon's interceptor or handler returns it.
-class RefusedStream final
-    : public grpc::ServerBidiReactor<api::ServiceClientMessage, api::ServiceServerMessage> {
+class RefusedStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   explicit RefusedStream(grpc::Status status) { Finish(std::move(status)); }
   void OnDone() override { delete this; }
@@ -32,14 +32,29 @@ class RefusedWriter final : public grpc::ServerWriteReactor<api::DaemonEvent> {
   void OnDone() override { delete this; }
 };
 
-class ApiService final : public api::EnsembleService::CallbackService {
+// The generated callback service with RegisterService registered raw (grpc::ByteBuffer), so
+// ServiceStream checks each message as the daemon's gRPC stack does before parsing it.
+// (CallbackService would make it typed; the chain is spelled out to leave it out.)
+using Gen = api::EnsembleService;
+using ApiServiceBase = Gen::WithCallbackMethod_GetIdentity<Gen::WithCallbackMethod_GetStatus<
+    Gen::WithCallbackMethod_ListContacts<Gen::WithCallbackMethod_AddContact<
+        Gen::WithCallbackMethod_RemoveContact<Gen::WithCallbackMethod_Connect<
+            Gen::WithCallbackMethod_AcceptConnection<Gen::WithCallbackMethod_RejectConnection<
+                Gen::WithCallbackMethod_SendMessage<Gen::WithCallbackMethod_SendFile<
+                    Gen::WithCallbackMethod_AcceptFile<Gen::WithCallbackMethod_RejectFile<
+                        Gen::WithCallbackMethod_AddNode<Gen::WithCallbackMethod_GetDebugInfo<
+                            Gen::WithCallbackMethod_Subscribe<
+                                Gen::WithRawCallbackMethod_RegisterService<
+                                    Gen::WithCallbackMethod_ConnectAs<Gen::Service>>>>>>>>>>>>>>>>>;
+
+class ApiService final : public ApiServiceBase {
  public:
   ApiService(Core* core, FileTransfers* files) : core_(core), files_(files) {}
 
   grpc::ServerUnaryReactor* GetIdentity(grpc::CallbackServerContext* ctx,
-                                        const api::GetIdentityRequest*,
+                                        const api::GetIdentityRequest* request,
                                         api::GetIdentityResponse* reply) override {
-    return unary(ctx, [&] {
+    return unary(ctx, *request, [&] {
       reply->set_address(core_->node().address);
       reply->set_public_key(std::string(core_->node().public_key.begin(),
                                         core_->node().public_key.end()));
@@ -48,14 +63,14 @@ class ApiService final : public api::EnsembleService::CallbackService {
   }
 
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
-                                      const api::GetStatusRequest*,
+                                      const api::GetStatusRequest* request,
                                       api::GetStatusResponse* reply) override {
-    return unary(ctx, [&] {
-      // Loopback mode still says "ready" (section 9: a compatibility shim for SDK fixtures).
-      reply->set_tor_state("ready");
+    return unary(ctx, *request, [&] {
+      // "bootstrapping" during the start-up window a test asked for, then "ready" (loopback
+      // mode says "ready" too: section 9). The daemon never sets uptime_ms (section 10).
+      reply->set_tor_state(core_->tor_ready() ? "ready" : "bootstrapping");
       reply->set_peer_count(static_cast<int>(core_->connected_peers().size()));
       reply->set_onion_addr(core_->node().onion);
-      reply->set_uptime_ms(core_->uptime().count());
       reply->set_rt_size(core_->rendezvous()
                              ? static_cast<int>(core_->rendezvous()->daemons().size())
                              : 0);
@@ -64,20 +79,14 @@ class ApiService final : public api::EnsembleService::CallbackService {
   }
 
   grpc::ServerUnaryReactor* ListContacts(grpc::CallbackServerContext* ctx,
-                                         const api::ListContactsRequest*,
+                                         const api::ListContactsRequest* request,
                                          api::ListContactsResponse* reply) override {
-    return unary(ctx, [&] {
-      const auto connected = core_->connected_peers();
+    return unary(ctx, *request, [&] {
       for (const auto& c : core_->contacts().list()) {
+        // The daemon fills address and alias only (section 10).
         auto* info = reply->add_contacts();
         info->set_address(c.address);
         info->set_alias(c.alias);
-        info->set_public_key(c.public_key);
-        info->set_onion_address(c.onion);
-        info->set_added_at(c.added_at_ms);
-        info->set_last_seen(c.last_seen_ms);
-        info->set_online(core_->is_hosted(c.address) || connected.count(c.address) > 0 ||
-                         (core_->rendezvous() && core_->rendezvous()->lookup(c.address)));
       }
       return grpc::Status::OK;
     });
@@ -86,14 +95,11 @@ class ApiService final : public api::EnsembleService::CallbackService {
   grpc::ServerUnaryReactor* AddContact(grpc::CallbackServerContext* ctx,
                                        const api::AddContactRequest* request,
                                        api::AddContactResponse*) override {
-    return unary(ctx, [&] {
+    return unary(ctx, *request, [&] {
       if (!core_->options().contacts_enabled) {
         return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "contacts not initialized");
       }
-      if (!is_valid_address(request->address())) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "invalid address " + ensemble::detail::go_quote(request->address()));
-      }
+      // Any address string is stored as given (section 10).
       core_->contacts().add(request->address(), request->alias(), request->public_key(),
                             unix_ms(core_->now()));
       return grpc::Status::OK;
@@ -103,7 +109,7 @@ class ApiService final : public api::EnsembleService::CallbackService {
   grpc::ServerUnaryReactor* RemoveContact(grpc::CallbackServerContext* ctx,
                                           const api::RemoveContactRequest* request,
                                           api::RemoveContactResponse*) override {
-    return unary(ctx, [&] {
+    return unary(ctx, *request, [&] {
       if (!core_->options().contacts_enabled) {
         return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "contacts not initialized");
       }
@@ -116,7 +122,7 @@ class ApiService final : public api::EnsembleService::CallbackService {
                                     const api::ConnectRequest* request,
                                     api::ConnectResponse* reply) override {
     auto* reactor = ctx->DefaultReactor();
-    if (auto st = authorize(ctx); !st.ok()) {
+    if (auto st = admit(ctx, *request); !st.ok()) {
       reactor->Finish(st);
       return reactor;
     }
@@ -128,7 +134,7 @@ class ApiService final : public api::EnsembleService::CallbackService {
                                       const api::ConnectAsRequest* request,
                                       api::ConnectResponse* reply) override {
     auto* reactor = ctx->DefaultReactor();
-    if (auto st = authorize(ctx); !st.ok()) {
+    if (auto st = admit(ctx, *request); !st.ok()) {
       reactor->Finish(st);
       return reactor;
     }
@@ -146,20 +152,20 @@ class ApiService final : public api::EnsembleService::CallbackService {
   grpc::ServerUnaryReactor* AcceptConnection(grpc::CallbackServerContext* ctx,
                                              const api::AcceptConnectionRequest* request,
                                              api::AcceptConnectionResponse*) override {
-    return unary(ctx, [&] { return decide(request->address(), true); });
+    return unary(ctx, *request, [&] { return decide(request->address(), true); });
   }
 
   grpc::ServerUnaryReactor* RejectConnection(grpc::CallbackServerContext* ctx,
                                              const api::RejectConnectionRequest* request,
                                              api::RejectConnectionResponse*) override {
-    return unary(ctx, [&] { return decide(request->address(), false); });
+    return unary(ctx, *request, [&] { return decide(request->address(), false); });
   }
 
   grpc::ServerUnaryReactor* SendMessage(grpc::CallbackServerContext* ctx,
                                         const api::SendMessageRequest* request,
                                         api::SendMessageResponse* reply) override {
     auto* reactor = ctx->DefaultReactor();
-    if (auto st = authorize(ctx); !st.ok()) {
+    if (auto st = admit(ctx, *request); !st.ok()) {
       reactor->Finish(st);
       return reactor;
     }
@@ -192,29 +198,29 @@ class ApiService final : public api::EnsembleService::CallbackService {
 
   grpc::ServerWriteReactor<api::TransferProgress>* SendFile(
       grpc::CallbackServerContext* ctx, const api::SendFileRequest* request) override {
-    if (auto st = authorize(ctx); !st.ok()) return FileSender::refused(st);
+    if (auto st = admit(ctx, *request); !st.ok()) return FileSender::refused(st);
     return files_->send(*request);
   }
 
   grpc::ServerUnaryReactor* AcceptFile(grpc::CallbackServerContext* ctx,
                                        const api::AcceptFileRequest* request,
                                        api::AcceptFileResponse*) override {
-    return unary(ctx, [&] { return files_->accept(request->transfer_id(), request->save_path()); });
+    return unary(ctx, *request, [&] { return files_->accept(request->transfer_id(), request->save_path()); });
   }
 
   grpc::ServerUnaryReactor* RejectFile(grpc::CallbackServerContext* ctx,
                                        const api::RejectFileRequest* request,
                                        api::RejectFileResponse*) override {
-    return unary(ctx, [&] { return files_->reject(request->transfer_id()); });
+    return unary(ctx, *request, [&] { return files_->reject(request->transfer_id()); });
   }
 
   grpc::ServerUnaryReactor* AddNode(grpc::CallbackServerContext* ctx,
                                     const api::AddNodeRequest* request,
                                     api::AddNodeResponse* reply) override {
-    return unary(ctx, [&] {
+    return unary(ctx, *request, [&] {
       if (!is_onion_address(request->onion_address())) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "invalid onion address " +
+        return grpc::Status(grpc::StatusCode::INTERNAL,
+                            "adding node: invalid onion address " +
                                 ensemble::detail::go_quote(request->onion_address()));
       }
       // Bootstrapping from any node finds the daemons of the rendezvous directory (the
@@ -233,9 +239,9 @@ class ApiService final : public api::EnsembleService::CallbackService {
   }
 
   grpc::ServerUnaryReactor* GetDebugInfo(grpc::CallbackServerContext* ctx,
-                                         const api::GetDebugInfoRequest*,
+                                         const api::GetDebugInfoRequest* request,
                                          api::GetDebugInfoResponse* reply) override {
-    return unary(ctx, [&] {
+    return unary(ctx, *request, [&] {
       int rt = 0;
       if (core_->rendezvous()) {
         for (const auto& d : core_->rendezvous()->daemons()) {
@@ -258,16 +264,16 @@ class ApiService final : public api::EnsembleService::CallbackService {
   }
 
   grpc::ServerWriteReactor<api::DaemonEvent>* Subscribe(grpc::CallbackServerContext* ctx,
-                                                        const api::SubscribeRequest*) override {
-    if (auto st = authorize(ctx); !st.ok()) return new RefusedWriter(st);
+                                                        const api::SubscribeRequest* request) override {
+    if (auto st = admit(ctx, *request); !st.ok()) return new RefusedWriter(st);
     auto sub = std::make_shared<NodeSubscriber>(
-        core_->options().event_queue_depth,
+        core_->options().node_event_queue_depth,
         [core = core_](NodeSubscriber* s) { core->bus().remove(s); });
     core_->bus().add(sub);
     return NodeSubscriber::start(sub);
   }
 
-  grpc::ServerBidiReactor<api::ServiceClientMessage, api::ServiceServerMessage>* RegisterService(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* RegisterService(
       grpc::CallbackServerContext* ctx) override {
     // A supervised service's token is its whole auth on this call (section 4).
     std::optional<std::string> token_name;
@@ -282,7 +288,7 @@ class ApiService final : public api::EnsembleService::CallbackService {
     } else if (auto st = authorize(ctx); !st.ok()) {
       return new RefusedStream(st);
     }
-    if (!core_->options().registry_enabled) {
+    if (!core_->options().registry_enabled || !core_->tor_ready()) {
       return new RefusedStream(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                                             "service registry not configured on this daemon"));
     }
@@ -292,6 +298,19 @@ class ApiService final : public api::EnsembleService::CallbackService {
   }
 
  private:
+  // What every call meets first: grpc-go's receive limit (the request was received with a
+  // larger one, so the daemon's can be applied with its words), then auth.
+  grpc::Status admit(grpc::CallbackServerContext* ctx, const google::protobuf::MessageLite& request) const {
+    const std::size_t size = request.ByteSizeLong();
+    const std::size_t limit = core_->options().max_receive_message_bytes;
+    if (size > limit) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "grpc: received message larger than max (" + std::to_string(size) +
+                              " vs. " + std::to_string(limit) + ")");
+    }
+    return authorize(ctx);
+  }
+
   grpc::Status authorize(grpc::CallbackServerContext* ctx) const {
     const auto& key = core_->options().admin_key;
     if (!key) return grpc::Status::OK;
@@ -299,9 +318,10 @@ class ApiService final : public api::EnsembleService::CallbackService {
   }
 
   template <typename Body>
-  grpc::ServerUnaryReactor* unary(grpc::CallbackServerContext* ctx, Body&& body) {
+  grpc::ServerUnaryReactor* unary(grpc::CallbackServerContext* ctx,
+                                  const google::protobuf::MessageLite& request, Body&& body) {
     auto* reactor = ctx->DefaultReactor();
-    grpc::Status st = authorize(ctx);
+    grpc::Status st = admit(ctx, request);
     if (st.ok()) st = body();
     reactor->Finish(st);
     return reactor;
@@ -330,13 +350,18 @@ class ApiService final : public api::EnsembleService::CallbackService {
     env.set_ts_ms(unix_ms(core_->now()));
     if (node && is_valid_address(to)) {
       core_->bus().publish("connection_state",
-                           connection_state_json(to, ConnState::connecting, ""));
+                           connection_state_json(to, ConnState::discovering, ""));
     }
     core_->route(env, [this, to, node, reactor, reply](Outcome o) {
       reply->set_accepted(o.ok);
       reply->set_message(o.ok ? "connected" : o.reason);
       if (node) {
         if (o.ok) {
+          // The connector's way to connected (section 10): signaling, exchanging IPs, NAT
+          // traversal, then connected (published by mark_connected).
+          for (ConnState s : {ConnState::signaling, ConnState::exchanging_ips, ConnState::nat_traversal}) {
+            core_->bus().publish("connection_state", connection_state_json(to, s, ""));
+          }
           core_->mark_connected(to);
         } else if (is_valid_address(to)) {
           core_->bus().publish("connection_state",

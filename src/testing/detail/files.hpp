@@ -3,13 +3,14 @@
 //
 // The sender reads the real file and offers it to the peer (a file_offer node event there).
 // Once the peer's operator accepts, the bytes are copied chunk by chunk over the rendezvous
-// socket into the path the receiver chose; every acknowledged chunk raises the sender's
-// progress, which ends with complete = true at 100%. A synthetic peer accepts at once and
+// socket into the path the receiver chose; the sender's stream then carries one message,
+// complete = true, as the daemon's does. A synthetic peer accepts at once and
 // only counts the bytes (peer_inbox records a "file").
 #pragma once
 
 #include <ensemble/address.hpp>
-#include <ensemble/testing/detail/core.hpp>
+
+#include "core.hpp"
 
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
@@ -93,7 +94,7 @@ class FileSender final : public grpc::ServerWriteReactor<api::TransferProgress> 
     filename_ = path.filename().string();
     id_ = random_hex(16);
     if (auto* rdv = core_->rendezvous()) socket_ = rdv->lookup(to);
-    publish_progress(false, {});
+    
 
     Envelope env;
     env.set_kind(lb::ENVELOPE_FILE_OFFER);
@@ -138,7 +139,7 @@ class FileSender final : public grpc::ServerWriteReactor<api::TransferProgress> 
       chunk.set_last(last);
       if (!socket_) {  // a synthetic peer swallows it
         sent_ += n;
-        publish_progress(last, {});
+        publish_progress(last);
         if (last) {
           core_->record_synthetic_file(request_.address(), core_->node().address, filename_, sent_);
           return;
@@ -155,33 +156,26 @@ class FileSender final : public grpc::ServerWriteReactor<api::TransferProgress> 
                                               grpc::StatusCode::INTERNAL, "sending file: " + error));
                                         }
                                         self->sent_ += n;
-                                        self->publish_progress(last, {});
+                                        self->publish_progress(last);
                                         if (!last) self->next_chunk();
                                       });
       return;
     }
   }
 
-  void publish_progress(bool complete, const std::string& error) {
+  // The daemon streams nothing while a transfer runs: success is exactly one
+  // TransferProgress {transfer_id, complete: true}, with no name, sizes or percent
+  // (section 10); failure is the call's status. (Headers go out with that one message.)
+  void publish_progress(bool complete) {
+    if (!complete) return;
     api::TransferProgress p;
     p.set_transfer_id(id_);
-    p.set_filename(filename_);
-    p.set_total_bytes(total_);
-    p.set_sent_bytes(sent_);
-    p.set_percent(total_ == 0 ? (complete ? 100.0f : 0.0f)
-                              : static_cast<float>(100.0 * static_cast<double>(sent_) / total_));
-    if (complete) p.set_percent(100.0f);
-    p.set_complete(complete);
-    p.set_error(error);
+    p.set_complete(true);
     std::lock_guard lock(mu_);
     if (stopped_) return;
-    // Progress coalesces: only the newest unsent report matters, except the final one.
-    if (!queue_.empty() && !queue_.back().complete()) queue_.back() = p;
-    else queue_.push_back(p);
-    if (complete) {
-      finish_wanted_ = true;
-      status_ = grpc::Status::OK;
-    }
+    queue_.push_back(std::move(p));
+    finish_wanted_ = true;
+    status_ = grpc::Status::OK;
     pump_locked();
   }
 
@@ -278,7 +272,7 @@ class FileTransfers {
     {
       std::lock_guard lock(mu_);
       auto it = offers_.find(id);
-      if (it == offers_.end()) return not_found(id);
+      if (it == offers_.end()) return not_found("accepting file", id);
       offer = std::move(it->second);
       offers_.erase(it);
     }
@@ -307,7 +301,7 @@ class FileTransfers {
     {
       std::lock_guard lock(mu_);
       auto it = offers_.find(id);
-      if (it == offers_.end()) return not_found(id);
+      if (it == offers_.end()) return not_found("rejecting file", id);
       offer = std::move(it->second);
       offers_.erase(it);
     }
@@ -349,9 +343,11 @@ class FileTransfers {
     std::unique_ptr<std::ofstream> out;
   };
 
-  static grpc::Status not_found(const std::string& id) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        "no pending transfer " + ensemble::detail::go_quote(id));
+  // The daemon's words for an unknown transfer (section 10), e.g. "accepting file: no
+  // pending offer with ID abc".
+  static grpc::Status not_found(const char* doing, const std::string& id) {
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        std::string(doing) + ": no pending offer with ID " + id);
   }
 
   std::filesystem::path destination(const std::string& save_path, const std::string& filename) {
@@ -383,7 +379,7 @@ class FileTransfers {
       o.filename = filename;
       o.size = env.size();
       o.done = std::move(done);
-      o.timer = core_->timer().after(core_->options().request_timeout, [this, id] {
+      o.timer = core_->timer().limit(core_->options().request_timeout, [this, id] {
         Offer expired;
         {
           std::lock_guard lock(mu_);

@@ -7,7 +7,8 @@
 #pragma once
 
 #include <ensemble/proto/ensemble.grpc.pb.h>
-#include <ensemble/testing/detail/util.hpp>
+
+#include "util.hpp"
 
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -42,8 +44,19 @@ inline std::string chat_message_json(const std::string& id, const std::string& f
   return j.dump();
 }
 
-// transport.StateEvent: State is the connector's enum as an int.
-enum class ConnState : int { disconnected = 0, connecting = 1, connected = 2, failed = 3 };
+// transport.StateEvent: State is the connector's enum as an int (daemon-protocol.md
+// section 10).
+enum class ConnState : int {
+  discovering = 0,
+  signaling = 1,
+  exchanging_ips = 2,
+  nat_traversal = 3,
+  connected = 4,
+  connected_tor = 5,
+  disconnected = 6,
+  failed = 7,
+  reconnecting = 8,
+};
 
 inline std::string connection_state_json(const std::string& peer, ConnState state,
                                          const std::string& error) {
@@ -65,6 +78,11 @@ inline api::DaemonEvent make_daemon_event(std::string type, std::string payload)
 class NodeEventBus;
 
 // One Subscribe call. Owned by shared_ptrs: its own until OnDone, and the bus's.
+//
+// Headers go out with the first event, not before, as grpc-go sends them: a client cannot
+// see that the subscription is in place until something happens (section 10).
+// Buffering as the daemon's (section 10): each event type has a queue of `depth` feeding the
+// subscriber's own queue of `depth`; with both full, the NEWEST event of that type is dropped.
 class NodeSubscriber final : public grpc::ServerWriteReactor<api::DaemonEvent> {
  public:
   NodeSubscriber(std::size_t depth, std::function<void(NodeSubscriber*)> on_done)
@@ -73,19 +91,23 @@ class NodeSubscriber final : public grpc::ServerWriteReactor<api::DaemonEvent> {
   static NodeSubscriber* start(const std::shared_ptr<NodeSubscriber>& self) {
     std::lock_guard lock(self->mu_);
     self->self_ = self;
-    // Headers go out now, so a client knows the subscription is live before any event.
-    self->StartSendInitialMetadata();
     return self.get();
   }
 
   void push(const api::DaemonEvent& ev) {
     std::lock_guard lock(mu_);
     if (finish_requested_) return;
-    if (queue_.size() >= depth_) {
-      ++dropped_;  // the newest goes (section 6)
-      return;
+    if (staged_count_ == 0 && queue_.size() < depth_) {
+      queue_.push_back(ev);
+    } else {
+      auto& stage = staged_[ev.type()];
+      if (stage.size() >= depth_) {
+        ++dropped_;  // the newest goes (section 6)
+        return;
+      }
+      stage.emplace_back(++seq_, ev);
+      ++staged_count_;
     }
-    queue_.push_back(ev);
     pump_locked();
   }
 
@@ -95,7 +117,7 @@ class NodeSubscriber final : public grpc::ServerWriteReactor<api::DaemonEvent> {
       finish_requested_ = true;
       status_ = std::move(status);
     }
-    queue_.clear();
+    clear_locked();
     pump_locked();
   }
 
@@ -105,18 +127,11 @@ class NodeSubscriber final : public grpc::ServerWriteReactor<api::DaemonEvent> {
   }
 
  private:
-  void OnSendInitialMetadataDone(bool ok) override {
-    std::lock_guard lock(mu_);
-    metadata_pending_ = false;
-    if (!ok) queue_.clear();
-    pump_locked();
-  }
-
   void OnWriteDone(bool ok) override {
     std::lock_guard lock(mu_);
     writing_ = false;
     if (!ok) {
-      queue_.clear();
+      clear_locked();
       if (!finish_requested_) {
         finish_requested_ = true;
         status_ = grpc::Status::CANCELLED;
@@ -127,7 +142,7 @@ class NodeSubscriber final : public grpc::ServerWriteReactor<api::DaemonEvent> {
 
   void OnCancel() override {
     std::lock_guard lock(mu_);
-    queue_.clear();
+    clear_locked();
     if (!finish_requested_) {
       finish_requested_ = true;
       status_ = grpc::Status::CANCELLED;  // what a client that cancels sees (section 5a)
@@ -142,8 +157,30 @@ class NodeSubscriber final : public grpc::ServerWriteReactor<api::DaemonEvent> {
     keep = std::move(self_);
   }
 
+  void clear_locked() {
+    queue_.clear();
+    staged_.clear();
+    staged_count_ = 0;
+  }
+
+  // Refills the subscriber's queue from the type queues, oldest first.
+  void forward_staged_locked() {
+    while (staged_count_ > 0 && queue_.size() < depth_) {
+      std::deque<std::pair<std::uint64_t, api::DaemonEvent>>* oldest = nullptr;
+      for (auto& [type, stage] : staged_) {
+        if (!stage.empty() && (!oldest || stage.front().first < oldest->front().first)) {
+          oldest = &stage;
+        }
+      }
+      queue_.push_back(std::move(oldest->front().second));
+      oldest->pop_front();
+      --staged_count_;
+    }
+  }
+
   void pump_locked() {
-    if (finish_called_ || writing_ || metadata_pending_) return;
+    if (finish_called_ || writing_) return;
+    forward_staged_locked();
     if (!queue_.empty()) {
       out_ = std::move(queue_.front());
       queue_.pop_front();
@@ -160,9 +197,11 @@ class NodeSubscriber final : public grpc::ServerWriteReactor<api::DaemonEvent> {
   const std::size_t depth_;
   std::function<void(NodeSubscriber*)> on_done_;
   mutable std::mutex mu_;
-  std::deque<api::DaemonEvent> queue_;
+  std::deque<api::DaemonEvent> queue_;  // the subscriber's queue
+  std::map<std::string, std::deque<std::pair<std::uint64_t, api::DaemonEvent>>> staged_;  // per type
+  std::size_t staged_count_ = 0;
+  std::uint64_t seq_ = 0;
   api::DaemonEvent out_;
-  bool metadata_pending_ = true;
   bool writing_ = false;
   bool finish_requested_ = false;
   bool finish_called_ = false;

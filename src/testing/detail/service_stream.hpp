@@ -12,15 +12,24 @@
 // reactions on its own threads (never inline inside Start*), so holding mu_ there cannot
 // self-deadlock. The daemon core never holds its own lock while calling in here.
 //
+// Wire: the reactor reads and writes grpc::ByteBuffer (RegisterService is registered raw) so
+// that each client message meets the daemon's own checks before it is parsed, with the
+// daemon's exact statuses: over max_receive_message_bytes, RESOURCE_EXHAUSTED; a string
+// field that is not UTF-8, INTERNAL. Either ends the stream and unregisters the service.
+//
 // Lifetime: the object is owned by shared_ptrs (its own `self_` until OnDone, the registry
 // while registered, callbacks through weak_ptrs), so a late delivery never touches freed
 // memory; after OnDone it refuses everything.
 #pragma once
 
 #include <ensemble/address.hpp>
-#include <ensemble/testing/detail/host.hpp>
 
+#include "host.hpp"
+
+#include <google/protobuf/unknown_field_set.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/proto_buffer_writer.h>
 
 #include <algorithm>
 #include <chrono>
@@ -36,6 +45,35 @@
 #include <utility>
 
 namespace ensemble::testing::detail {
+
+// grpc-go's receive checks, in its words (daemon-protocol.md section 10). A message over the
+// limit is refused before it is parsed; one that does not parse is refused for invalid
+// UTF-8 when its wire form is sound (the only other way a proto3 message fails to parse).
+inline std::optional<grpc::Status> decode_client_message(const grpc::ByteBuffer& buffer,
+                                                         std::size_t limit,
+                                                         api::ServiceClientMessage& out) {
+  const std::size_t size = buffer.Length();
+  if (size > limit) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "grpc: received message larger than max (" + std::to_string(size) +
+                            " vs. " + std::to_string(limit) + ")");
+  }
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (buffer.Dump(&slices).ok()) {
+    bytes.reserve(size);
+    for (const auto& slice : slices) {
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+  }
+  if (out.ParseFromString(bytes)) return std::nullopt;
+  google::protobuf::UnknownFieldSet wire;
+  const bool sound_wire = wire.ParseFromString(bytes);
+  return grpc::Status(grpc::StatusCode::INTERNAL,
+                      std::string("grpc: failed to unmarshal the received message: ") +
+                          (sound_wire ? "string field contains invalid UTF-8"
+                                      : "proto: cannot parse invalid wire-format data"));
+}
 
 inline api::ServiceServerMessage make_service_error(std::string message) {
   api::ServiceServerMessage m;
@@ -107,8 +145,7 @@ class RateBucket {
   std::chrono::steady_clock::time_point last_;
 };
 
-class ServiceStream final
-    : public grpc::ServerBidiReactor<api::ServiceClientMessage, api::ServiceServerMessage> {
+class ServiceStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   ServiceStream(StreamHost* host, std::optional<std::string> token_name, std::size_t queue_depth)
       : host_(host), token_name_(std::move(token_name)), depth_(std::max<std::size_t>(1, queue_depth)) {}
@@ -118,7 +155,7 @@ class ServiceStream final
     std::lock_guard lock(self->mu_);
     self->self_ = self;
     self->weak_self_ = self;
-    self->StartRead(&self->in_);
+    self->StartRead(&self->in_buffer_);
     return self.get();
   }
 
@@ -151,7 +188,7 @@ class ServiceStream final
     switch (env.kind()) {
       case lb::ENVELOPE_DIAL: {
         const std::string id = from + "-" + std::to_string(++request_seq_);
-        auto timer = host_->timer().after(host_->request_timeout(), [w = weak_self_, id] {
+        auto timer = host_->timer().limit(host_->request_timeout(), [w = weak_self_, id] {
           if (auto s = w.lock()) s->expire_request(id);
         });
         pending_[id] = Pending{from, std::move(done), timer};
@@ -209,6 +246,9 @@ class ServiceStream final
       done(Outcome::refused("rate limited (retry after " + std::to_string(retry_after) + " ms)"));
       return {};
     }
+    // It came over a connection, which the service's answers may use: recorded before the
+    // service can see the event.
+    host_->link(address_, from);
     if (env.kind() == lb::ENVELOPE_CHAT) {
       api::ServiceChatMessageEvent ev;
       ev.set_from_addr(from);
@@ -298,6 +338,11 @@ class ServiceStream final
   void OnReadDone(bool ok) override {
     if (!ok) {
       on_read_end();
+      return;
+    }
+    if (auto refused = decode_client_message(in_buffer_, host_->max_receive_message_bytes(), in_)) {
+      fail({}, std::move(*refused));
+      teardown();  // the daemon unregisters at once
       return;
     }
     bool registered;
@@ -390,7 +435,19 @@ class ServiceStream final
       fail(reg.error_message, reg.status);
       return;
     }
+    if (const auto delay = host_->registration_delay(); delay.count() > 0) {
+      // The daemon answers once the onion descriptor is published.
+      host_->timer().after(delay, [w = weak_self_] {
+        if (auto s = w.lock()) s->confirm_registration();
+      });
+      return;
+    }
+    confirm_registration();
+  }
+
+  void confirm_registration() {
     std::lock_guard lock(mu_);
+    if (finish_requested_ || cancelled_) return;
     registered_ = true;
     api::ServiceServerMessage msg;
     msg.mutable_registered()->set_address(address_);
@@ -485,6 +542,7 @@ class ServiceStream final
       return recoverable("no pending connection request " + ensemble::detail::go_quote(id));
     }
     host_->timer().cancel(p->timer);
+    if (accept) host_->link(address_, p->from);
     host_->on_decision(name_, id, accept ? "accepted" : "rejected: " + reason);
     p->done(accept ? Outcome::accepted() : Outcome::refused(reason));
     std::lock_guard lock(mu_);
@@ -535,7 +593,7 @@ class ServiceStream final
   }
 
   void start_read_locked() {
-    if (!finish_called_ && !finish_requested_ && !read_done_ && !cancelled_) StartRead(&in_);
+    if (!finish_called_ && !finish_requested_ && !read_done_ && !cancelled_) StartRead(&in_buffer_);
   }
 
   // ---- ending ----------------------------------------------------------------------------
@@ -606,24 +664,19 @@ class ServiceStream final
     if (finish_called_ || writing_) return;
     if (!cancelled_) {
       if (!priority_.empty()) {
-        out_ = std::move(priority_.front());
+        start_write_locked(priority_.front());
         priority_.pop_front();
-        writing_ = true;
-        StartWrite(&out_);
         return;
       }
       const bool events_wanted = registered_ && (!finish_requested_ || flush_before_finish_);
       if (events_wanted && !events_.empty()) {
-        out_ = std::move(events_.front());
+        start_write_locked(events_.front());
         events_.pop_front();
-        writing_ = true;
-        StartWrite(&out_);
         return;
       }
       if (events_wanted && !finish_requested_ && burst_remaining_ > 0) {
-        writing_ = true;
         burst_write_ = true;
-        StartWrite(&burst_msg_);
+        start_write_locked(burst_msg_);
         return;
       }
     }
@@ -631,6 +684,14 @@ class ServiceStream final
       finish_called_ = true;
       Finish(finish_status_);
     }
+  }
+
+  void start_write_locked(const api::ServiceServerMessage& msg) {
+    bool own_buffer = false;
+    out_buffer_.Clear();  // the previous write is done with it
+    grpc::SerializationTraits<api::ServiceServerMessage>::Serialize(msg, &out_buffer_, &own_buffer);
+    writing_ = true;
+    StartWrite(&out_buffer_);
   }
 
   StreamHost* const host_;
@@ -663,8 +724,9 @@ class ServiceStream final
   bool finish_called_ = false;
   grpc::Status finish_status_;
 
-  api::ServiceClientMessage in_;   // the read in flight
-  api::ServiceServerMessage out_;  // the write in flight
+  grpc::ByteBuffer in_buffer_;    // the read in flight
+  api::ServiceClientMessage in_;   // ... once it passed the daemon's checks
+  grpc::ByteBuffer out_buffer_;    // the write in flight
   std::deque<api::ServiceServerMessage> priority_;
   std::deque<api::ServiceServerMessage> events_;
   std::uint64_t dropped_ = 0;

@@ -34,6 +34,12 @@ class Timer {
     return id;
   }
 
+  // A time limit: `fn` after `limit`, or nothing (Id 0, which cancel() ignores) when the
+  // limit is zero, meaning "no limit" as everywhere in the double's options.
+  Id limit(std::chrono::milliseconds limit, std::function<void()> fn) {
+    return limit.count() > 0 ? after(limit, std::move(fn)) : Id{0};
+  }
+
   void cancel(Id id) {
     std::lock_guard lock(mu_);
     if (auto it = ids_.find(id); it != ids_.end()) {

@@ -4,9 +4,10 @@
 #pragma once
 
 #include <ensemble/proto/ensemble.grpc.pb.h>
-#include <ensemble/proto/ensemble_double.pb.h>
-#include <ensemble/testing/detail/identity_store.hpp>
-#include <ensemble/testing/detail/timer.hpp>
+
+#include "ensemble_double.pb.h"
+#include "identity_store.hpp"
+#include "timer.hpp"
 
 #include <grpcpp/support/status.h>
 
@@ -69,6 +70,10 @@ class StreamHost {
   // How long a connection request waits for a decision before it is refused.
   virtual std::chrono::milliseconds request_timeout() = 0;
   virtual std::uint32_t default_max_payload_bytes() = 0;
+  virtual std::size_t max_receive_message_bytes() = 0;
+  // Records a connection between a hosted identity and a peer (both ways): chat may then go.
+  virtual void link(const std::string& local, const std::string& remote) = 0;
+  virtual std::chrono::milliseconds registration_delay() = 0;
 };
 
 }  // namespace ensemble::testing::detail
