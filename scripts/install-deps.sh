@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  g++ pkg-config meson ninja-build
+  g++ pkg-config meson ninja-build cmake
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libsodium-dev libssl-dev nlohmann-json3-dev catch2
 )

@@ -14,6 +14,8 @@ MODE
              (77) when SOURCE_ROOT is not a git checkout.
   installed  `meson install --destdir` of BUILD_ROOT into a staging dir, then the consumer
              finds the library only through the installed pkg-config file (fallbacks off).
+  cmake      the same staged install, found by test/consumer/CMakeLists.txt through
+             pkg_check_modules: what a CMake project does.
 
 Each step's output is shown only when it fails; the timing of each step is printed.
 """
@@ -87,6 +89,43 @@ def build_and_run(project, build, setup_args, env=None):
         raise StepFailed("consumer_bot did not report a round trip")
 
 
+def staged_install(build_root, stage):
+    """`meson install --destdir` into `stage`; returns an environment whose pkg-config finds
+    the staged .pc files."""
+    step("meson install --destdir", meson() + ["install", "-C", str(build_root), "--no-rebuild",
+                                               "--destdir", str(stage)])
+    pcs = glob.glob(str(stage / "**" / "pkgconfig" / "ensemble-client.pc"), recursive=True)
+    if len(pcs) != 1:
+        raise StepFailed(f"expected one installed ensemble-client.pc, found {pcs}")
+    env = dict(os.environ)
+    env["PKG_CONFIG_PATH"] = os.path.dirname(pcs[0])
+    env["PKG_CONFIG_SYSROOT_DIR"] = str(stage)  # the .pc names the prefix, not the stage
+    return env
+
+
+def build_and_run_cmake(project, build, build_root, env):
+    cmake = shutil.which("cmake")
+    if not cmake:
+        raise StepFailed("cmake is not on PATH (scripts/install-deps.sh installs it)")
+    # The parent build's sanitizers, as installed_build_args does for Meson.
+    # PKG_CONFIG_SYSROOT_DIR also prefixes the system packages' -I/usr/include with the stage;
+    # Meson ignores a missing include directory, CMake refuses it. Only the staging needs this.
+    (pathlib.Path(env["PKG_CONFIG_SYSROOT_DIR"]) / "usr" / "include").mkdir(parents=True, exist_ok=True)
+    flags = []
+    for arg in installed_build_args(build_root):
+        if arg.startswith("-Db_sanitize="):
+            flags.append("-fsanitize=" + arg.split("=", 1)[1])
+        elif arg.startswith("-Dcpp_args="):
+            flags.append(arg.split("=", 1)[1])
+    step("cmake configure", [cmake, "-S", str(project), "-B", str(build),
+                             "-DCMAKE_CXX_FLAGS=" + " ".join(flags)], env=env)
+    step("cmake --build consumer_bot", [cmake, "--build", str(build), "--target", "consumer_bot"], env=env)
+    out = step("run consumer_bot", [str(build / "consumer_bot")], env=env)
+    print("           " + out.strip())
+    if "round trip ok" not in out:
+        raise StepFailed("consumer_bot did not report a round trip")
+
+
 def main():
     mode, source_root, build_root = sys.argv[1], pathlib.Path(sys.argv[2]).resolve(), pathlib.Path(sys.argv[3]).resolve()
     with tempfile.TemporaryDirectory(prefix=f"ensemble-consumer-{mode}-") as tmp:
@@ -125,16 +164,12 @@ def main():
                 raise StepFailed(f"the wrap checked out {head!r}, not {want!r}")
             print(f"           subproject cloned at {head[:12]} (HEAD of {source_root})")
 
-        elif mode == "installed":
+        elif mode in ("installed", "cmake"):
             stage = tmp / "stage"
-            step("meson install --destdir", meson() + ["install", "-C", str(build_root), "--no-rebuild",
-                                                       "--destdir", str(stage)])
-            pcs = glob.glob(str(stage / "**" / "pkgconfig" / "ensemble-client.pc"), recursive=True)
-            if len(pcs) != 1:
-                raise StepFailed(f"expected one installed ensemble-client.pc, found {pcs}")
-            env = dict(os.environ)
-            env["PKG_CONFIG_PATH"] = os.path.dirname(pcs[0])
-            env["PKG_CONFIG_SYSROOT_DIR"] = str(stage)  # the .pc names the prefix, not the stage
+            env = staged_install(build_root, stage)
+            if mode == "cmake":
+                build_and_run_cmake(project, build, build_root, env)
+                return 0
             flags = step("pkg-config --cflags --libs ensemble-client",
                          ["pkg-config", "--cflags", "--libs", "ensemble-client"], env=env)
             flags = flags.strip()
