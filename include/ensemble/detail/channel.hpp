@@ -87,8 +87,10 @@ inline std::shared_ptr<grpc::Channel> make_channel(const ClientOptions& o,
   // The daemon is local, so when it restarts it is back within moments: retry the
   // connection quickly instead of gRPC's default backoff that grows to two minutes, or a
   // reconnecting service would sit idle long after the daemon returned.
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS stays at gRPC's default (20 s): despite its name, gRPC
+  // gives every connection attempt at least that long to finish (handshake and SETTINGS
+  // included), so a small value fails every call behind a listener slower than it.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   return grpc::CreateCustomChannel(target, creds, args);
 }
