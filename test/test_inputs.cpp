@@ -269,6 +269,8 @@ TEST_CASE("addr must be host:port, as gRPC splits it") {
            {"[::1]9090", "no \":PORT\" after the ']'"},
            {"[::1:9090", "no ']'"},
            {"[nope]:9090", "is not an IPv6 address"},
+           {"[::1%]:9090", "no zone after the '%'"},
+           {"[::1%l/o]:9090", "the zone has the character \"/\""},
            {"host:0", "not a number from 1 to 65535"},
            {"host:65536", "not a number from 1 to 65535"},
            {"host:https", "not a number from 1 to 65535"},

@@ -209,6 +209,7 @@ inline HostPort parse_addr(std::string_view addr, std::string_view source) {
       throw bad(shown(address) + " is not an IPv6 address");
     }
     const std::string_view zone = std::string_view(result.host).substr(address.size());
+    if (zone == "%") throw bad("no zone after the '%'");
     for (char c : zone.substr(zone.empty() ? 0 : 1)) {
       if (!is_host_name_char(c)) throw bad("the zone has the character " + shown(c));
     }
@@ -251,10 +252,11 @@ inline std::string tcp_target(const HostPort& address) {
 // True when `address` is this machine's loopback, in any spelling gRPC dials: "localhost"
 // (any case, with or without the root's trailing dot; RFC 6761 keeps it for loopback),
 // 127.0.0.0/8 in every IPv4 form the C library reads (127.0.0.1, 127.1, 0x7f.0.0.1,
-// 2130706433: inet_aton's forms, which gRPC's native resolver dials; its c-ares resolver
-// dials fewer, never others), and ::1 or ::ffff:127.x.y.z in any IPv6 spelling. No other name
-// counts, whatever it resolves to today ("127.evil.com" is a name). gRPC's local-TCP
-// credentials check the peer as well; this check only makes the mistake an early, clear one.
+// 2130706433: inet_aton's forms, all of which gRPC's native resolver dials as such; its
+// c-ares resolver takes only dotted quads as numbers), and ::1 or ::ffff:127.x.y.z in any
+// IPv6 spelling. No other name counts, whatever it resolves to today ("127.evil.com" is a
+// name). Whatever the resolver makes of a host, gRPC's local-TCP credentials refuse a peer
+// that is not loopback; this check makes the mistake an early, clear one.
 inline bool is_loopback(const HostPort& address) {
   if (address.ipv6) {
     in6_addr parsed{};
