@@ -77,7 +77,9 @@ inline void check_env_surroundings(std::string_view variable, std::string_view v
 // printable ASCII, 0x20 to 0x7E. A value that breaks it is not refused by gRPC but fails an
 // assertion when the call starts, killing the process and logging the value, so it must not
 // reach gRPC. A space at either end is refused too: no minted token has one, and HTTP/2
-// peers may strip it. The token is a secret: messages give offsets and bytes, never the text.
+// (RFC 9113, section 8.2.1) forbids a field value that starts or ends with whitespace, so a
+// daemon may refuse the call. The token is a secret: messages give offsets and bytes, never
+// the text.
 inline void check_service_token(std::string_view source, std::string_view token) {
   const auto where = [&](std::size_t i) {
     return " at offset " + std::to_string(i) + " of its " + std::to_string(token.size()) +
