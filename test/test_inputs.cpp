@@ -210,6 +210,21 @@ TEST_CASE("socket_path forms: unix: prefixes for plain paths, a ConfigError for 
              Contains("NUL byte at offset 4"));
 }
 
+// gRPC would read "unix:9090" as a target with a scheme and dial the Unix socket "9090";
+// as an addr it is host "unix", port 9090, and nothing else is dialled.
+TEST_CASE("an addr is never read as a gRPC scheme") {
+  test_support::TempDir dir;
+  IdentityServer server(Transport::unix_socket, public_key_of(seed_of(1)), dir.path(), "9090");
+  const auto previous = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());
+  {
+    ensemble::Client client({.addr = "unix:9090"});
+    CHECK_THROWS_AS(client.get_identity({.timeout = std::chrono::seconds(2)}), ensemble::RpcError);
+  }
+  std::filesystem::current_path(previous);
+  CHECK(server.seen_timestamps().empty());
+}
+
 // ---- 4. a slow listener ----
 
 TEST_CASE("a listener that takes 300 ms to accept each connection still connects") {
