@@ -5,6 +5,7 @@
 #include <ensemble/ensemble.hpp>
 #include <ensemble/testing/daemon_double.hpp>
 
+#include "support/delaying_proxy.hpp"
 #include "support/tempdir.hpp"
 
 #include <cstdlib>
@@ -151,4 +152,18 @@ TEST_CASE("operator connect and send are signed calls with typed results") {
   CHECK_THROWS_MATCHES(stranger.send(svc->address(), "x"), ensemble::RpcError,
                        Catch::Predicate<ensemble::RpcError>(
                            [](const auto& e) { return e.code() == grpc::StatusCode::PERMISSION_DENIED; }));
+}
+
+// Issue 14, item 4: the connect timeout is gRPC's default, not the 100 ms reconnect backoff,
+// so a daemon behind a listener that takes 300 ms to accept can be registered with and
+// called. (test_inputs.cpp does the same for a unary call against a smaller server.)
+TEST_CASE("start() and calls go through a listener that takes 300 ms to accept") {
+  DaemonDouble daemon(DaemonDoubleOptions{.tcp_address = "127.0.0.1:0"});
+  test_support::DelayingProxy slow(daemon.tcp_port(), std::chrono::milliseconds(300));
+  ensemble::Client client({.addr = "127.0.0.1:" + std::to_string(slow.port()), .auth_seed = admin_seed()});
+  auto svc = client.service("behind-a-slow-listener");
+  svc->start();
+  CHECK(svc->address() == daemon.service_address("behind-a-slow-listener"));
+  CHECK_FALSE(client.get_identity({.timeout = std::chrono::seconds(10)}).address.empty());
+  CHECK(slow.accepted() >= 1);
 }

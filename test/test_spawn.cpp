@@ -84,15 +84,49 @@ TEST_CASE("empty variables count as unset") {
   CHECK_FALSE(context.supervised());
 }
 
-TEST_CASE("values are taken verbatim, whatever they contain") {
+TEST_CASE("values are taken verbatim inside, whatever they contain") {
   CleanEnvironment env;
-  ::setenv("ENSEMBLE_SERVICE_TOKEN", " spaced token\twith=signs ", 1);
+  ::setenv("ENSEMBLE_SERVICE_TOKEN", "spaced token\twith=signs", 1);
   ::setenv("ENSEMBLE_SOCKET", "relative/path.sock", 1);
   ::setenv("ENSEMBLE_SERVICE_NAME", "n\xc3\xa4me", 1);
   const auto context = ensemble::SpawnContext::from_env();
-  CHECK(context.service_token == " spaced token\twith=signs ");
+  CHECK(context.service_token == "spaced token\twith=signs");
   CHECK(context.socket_path == "relative/path.sock");
   CHECK(context.service_name == "n\xc3\xa4me");
+}
+
+// An env file with CRLF line endings, or a stray space: refused, not trimmed, for every
+// variable, with the variable named and the invisible character shown escaped.
+TEST_CASE("surrounding whitespace is refused in every variable, naming it") {
+  CleanEnvironment env;
+  for (const char* name : kVariables) {
+    for (const std::string value : {"/some/value\r", " /some/value", "/some/value\n", "\t/some/value"}) {
+      CAPTURE(name, value);
+      CleanEnvironment::clear();
+      ::setenv(name, value.c_str(), 1);
+      try {
+        ensemble::SpawnContext::from_env();
+        FAIL("nothing thrown");
+      } catch (const ensemble::ConfigError& e) {
+        const std::string message = e.what();
+        CHECK_THAT(message, Catch::Matchers::Contains(name) &&
+                                Catch::Matchers::Contains("refused, not trimmed"));
+        CHECK_THAT(message, !Catch::Matchers::Contains("\r") && !Catch::Matchers::Contains("\n") &&
+                                !Catch::Matchers::Contains("\t"));
+        // The token is a secret: its value is never shown. The others are, escaped.
+        if (std::string(name) == "ENSEMBLE_SERVICE_TOKEN") {
+          CHECK_THAT(message, !Catch::Matchers::Contains("/some/value"));
+        } else {
+          CHECK_THAT(message, Catch::Matchers::Contains("/some/value"));
+        }
+      }
+    }
+  }
+  ::setenv("ENSEMBLE_SOCKET", "/run/ensemble/api.sock\r", 1);
+  CHECK_THROWS_WITH(ensemble::SpawnContext::from_env(),
+                    Catch::Matchers::Contains("ENSEMBLE_SOCKET \"/run/ensemble/api.sock\\r\" ends with "
+                                              "whitespace \"\\r\"") &&
+                        Catch::Matchers::Contains("CRLF"));
 }
 
 TEST_CASE("from_env is a snapshot: later changes do not affect it") {

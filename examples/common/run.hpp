@@ -33,7 +33,8 @@ inline ensemble::Client make_client(const Cli& cli) {
     if (flags) return ensemble::Client(*flags);
     return ensemble::Client::from_env();
   } catch (const ensemble::ConfigError& e) {
-    cli.fail(std::string(e.what()) + (flags ? "" : " (or pass --socket PATH / --addr HOST:PORT)"));
+    if (flags) cli.fail((flags->socket_path.empty() ? "--addr: " : "--socket: ") + std::string(e.what()));
+    cli.fail(std::string(e.what()) + " (or pass --socket PATH / --addr HOST:PORT)");
   }
 }
 

@@ -45,13 +45,18 @@ namespace ensemble {
 class Client {
  public:
   // Throws ConfigError for contradictory options (both or neither of socket_path/addr, tls
-  // on a Unix socket, a signed plaintext call to a non-loopback host). Does no I/O: the
-  // channel connects on first use.
+  // on a Unix socket, a signed plaintext call to a non-loopback host) and for values gRPC
+  // would misread or reject: a socket_path over the kernel's limit (107 bytes on Linux) or in
+  // a "unix:" form that is not a path, an addr that is not "host:port" / "[v6]:port", a
+  // service_token that is not printable ASCII. The message names the option and never holds
+  // the token. Does no I/O: the channel connects on first use.
   explicit Client(ClientOptions options) {
     std::shared_ptr<const Signer> signer;
     if (options.auth_seed) signer = std::make_shared<const Signer>(*options.auth_seed);
-    conn_ = detail::make_connection(detail::make_channel(options, std::move(signer)),
-                                    std::move(options.service_token));
+    // Two statements: make_channel checks the token, so it must run before the token is
+    // moved out (the order of evaluating one call's arguments is unspecified).
+    auto channel = detail::make_channel(options, std::move(signer));
+    conn_ = detail::make_connection(std::move(channel), std::move(options.service_token));
   }
 
   // The client for the environment the process was started in (daemon-protocol.md §8):
@@ -59,21 +64,30 @@ class Client {
   //                                 RegisterService, no seed;
   //   otherwise                  -> dial ENSEMBLE_SOCKET, signing every call with the seed
   //                                 file named by ENSEMBLE_AUTH_SEED when it is set.
-  // Throws ConfigError naming ENSEMBLE_SOCKET when it is missing, AuthError naming
-  // ENSEMBLE_AUTH_SEED and the file when the seed cannot be used.
+  // Throws ConfigError naming ENSEMBLE_SOCKET when it is missing, and naming the variable for
+  // a value the constructor above would refuse or one with surrounding whitespace (refused,
+  // not trimmed); AuthError naming ENSEMBLE_AUTH_SEED and the file when the seed cannot be
+  // used.
   static Client from_env() { return Client(options_from(SpawnContext::from_env())); }
 
+  // The options from_env uses, with the same checks, for a SpawnContext from anywhere.
   static ClientOptions options_from(const SpawnContext& env) {
     if (!env.socket_path) {
       throw ConfigError(
           "ENSEMBLE_SOCKET is not set: it must name the daemon's Unix socket (the daemon's "
           "supervisor sets it for services it spawns)");
     }
+    // Checked here too, so that the message names the variable rather than the option.
+    detail::check_env_surroundings("ENSEMBLE_SOCKET", *env.socket_path, false);
+    detail::socket_file(*env.socket_path, "ENSEMBLE_SOCKET");
     ClientOptions options;
     options.socket_path = *env.socket_path;
     if (env.service_token) {
+      detail::check_env_surroundings("ENSEMBLE_SERVICE_TOKEN", *env.service_token, true);
+      detail::check_service_token("ENSEMBLE_SERVICE_TOKEN", *env.service_token);
       options.service_token = *env.service_token;
     } else if (env.auth_seed_path) {
+      detail::check_env_surroundings("ENSEMBLE_AUTH_SEED", *env.auth_seed_path, false);
       try {
         options.auth_seed = Seed::from_file(*env.auth_seed_path);
       } catch (const AuthError& e) {

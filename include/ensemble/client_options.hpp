@@ -13,8 +13,11 @@ namespace ensemble {
 // member of the option structs has a default initializer ({}), which also keeps GCC 12's
 // -Wmissing-field-initializers quiet about the members left out.
 struct ClientOptions {
-  // Exactly one of these two. socket_path is the daemon's Unix socket ("/run/ensemble/sock";
-  // "unix:/…" and "unix:///…" forms are accepted too); addr is "host:port" over TCP.
+  // Exactly one of these two. socket_path is the daemon's Unix socket ("/run/ensemble/sock"),
+  // dialled exactly as written whatever bytes it holds, at most 107 bytes on Linux; the
+  // "unix:PATH" and "unix:///ABS/PATH" forms are accepted too, without '%', '?' or '#'.
+  // addr is "host:port" or "[ipv6]:port" over TCP, port 1 to 65535. The Client's
+  // constructor refuses anything else with a ConfigError (README, "Connecting").
   std::string socket_path{};
   std::string addr{};
 
@@ -32,7 +35,8 @@ struct ClientOptions {
 
   // Supervised services: the token the daemon's supervisor handed the process
   // (ENSEMBLE_SERVICE_TOKEN). Sent as x-service-token on RegisterService; the token is the
-  // auth on that call, so it is not signed.
+  // auth on that call, so it is not signed. Being gRPC metadata it must be printable ASCII
+  // (0x20 to 0x7E) with no space at either end; empty means none.
   std::string service_token{};
 };
 

@@ -527,6 +527,7 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
     std::optional<std::promise<void>> registration;
     bool reconnect = false;
     grpc::Status final_status = status;
+    grpc::Status refusal = status;
     {
       std::lock_guard lock(mu_);
       attempt_active_ = false;
@@ -535,10 +536,20 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
       for (auto& m : pending_) unsent.push_back(std::move(m));
       pending_.clear();
       registration.swap(registration_);
+      const bool was_registered = state_ == ServiceState::registered;
       if (!status.ok() && status.error_message().empty() && !registration_error_.empty()) {
         final_status = grpc::Status(status.error_code(), registration_error_);
       }
-      const bool was_registered = state_ == ServiceState::registered;
+      // A registration that did not succeed never reports OK, even when the server ends the
+      // call with OK after its error{message} (mock servers do) or without a word. wait()
+      // still says OK when it was the user who closed the stream.
+      if (!was_registered && status.ok()) {
+        refusal = grpc::Status(grpc::StatusCode::UNKNOWN,
+                               registration_error_.empty()
+                                   ? "the daemon ended the stream before registering the service"
+                                   : registration_error_);
+        if (!user_closed_) final_status = refusal;
+      }
       if (!was_registered) ++failed_attempts_;
       reconnect = options_.reconnect.enabled && ever_registered_ && !user_closed_ &&
                   status.error_code() == grpc::StatusCode::UNAVAILABLE &&
@@ -548,7 +559,8 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
       changed_.notify_all();
     }
     if (registration) {
-      registration->set_exception(std::make_exception_ptr(RegistrationError(name_, final_status)));
+      registration->set_exception(
+          std::make_exception_ptr(RegistrationError(name_, final_status.ok() ? refusal : final_status)));
     }
     report_unsent(unsent, final_status);
     if (reconnect) {

@@ -2,15 +2,19 @@
 // service's environment, or what a standalone/sidecar deployment sets itself.
 #pragma once
 
+#include <ensemble/detail/inputs.hpp>
+
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace ensemble {
 
 // One snapshot of the ENSEMBLE_* variables. An empty variable counts as unset, because a
-// shell or a manifest often exports a variable as "" to mean "none".
+// shell or a manifest often exports a variable as "" to mean "none". A value that starts or
+// ends with whitespace is refused, not trimmed (see detail::check_env_surroundings for why).
 //
 // from_env reads the environment without locking it: call it before starting threads that
 // may call setenv (the usual rule for getenv).
@@ -25,7 +29,9 @@ struct SpawnContext {
   // seed, is the auth on RegisterService.
   bool supervised() const noexcept { return service_token.has_value(); }
 
-  // Never throws for any environment content (only std::bad_alloc could escape).
+  // Throws ConfigError naming the variable, with invisible characters escaped (the token's
+  // value is never shown), when a value starts or ends with whitespace; nothing else in the
+  // environment makes it throw (only std::bad_alloc could escape).
   static SpawnContext from_env() {
     SpawnContext context;
     context.socket_path = read("ENSEMBLE_SOCKET");
@@ -40,6 +46,7 @@ struct SpawnContext {
   static std::optional<std::string> read(const char* name) {
     const char* value = std::getenv(name);
     if (value == nullptr || *value == '\0') return std::nullopt;
+    detail::check_env_surroundings(name, value, std::string_view(name) == "ENSEMBLE_SERVICE_TOKEN");
     return std::string(value);
   }
 };

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <ensemble/address.hpp>
+#include <ensemble/detail/inputs.hpp>
 #include <ensemble/proto/ensemble.grpc.pb.h>
 #include <ensemble/testing/auth_check.hpp>
 
@@ -38,14 +39,15 @@ inline std::shared_ptr<grpc::ChannelCredentials> local_channel_credentials(Trans
 
 class IdentityServer {
  public:
-  // `socket_dir` holds the Unix socket (unused for TCP).
+  // `socket_dir` holds the Unix socket, named `socket_name` (unused for TCP). The path is
+  // bound byte for byte, whatever characters it holds.
   IdentityServer(Transport transport, const std::array<std::uint8_t, 32>& admin_key,
-                 const std::filesystem::path& socket_dir)
+                 const std::filesystem::path& socket_dir, const std::string& socket_name = "api.sock")
       : service_(admin_key), transport_(transport) {
     grpc::ServerBuilder builder;
     int port = 0;
     if (transport == Transport::unix_socket) {
-      target_ = "unix://" + (socket_dir / "api.sock").string();
+      target_ = ensemble::detail::unix_target((socket_dir / socket_name).string());
       builder.AddListeningPort(target_, grpc::experimental::LocalServerCredentials(UDS));
     } else {
       builder.AddListeningPort("127.0.0.1:0",
@@ -57,6 +59,7 @@ class IdentityServer {
     if (transport == Transport::loopback_tcp) {
       if (port == 0) throw std::runtime_error("test server got no TCP port");
       target_ = "127.0.0.1:" + std::to_string(port);
+      port_ = port;
     }
   }
   IdentityServer(const IdentityServer&) = delete;
@@ -64,6 +67,7 @@ class IdentityServer {
   ~IdentityServer() { server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2)); }
 
   const std::string& target() const { return target_; }
+  int port() const { return port_; }  // 0 for a Unix socket
 
   std::shared_ptr<grpc::Channel> channel(
       std::shared_ptr<grpc::CallCredentials> call_credentials = nullptr) const {
@@ -150,6 +154,7 @@ class IdentityServer {
   Service service_;
   Transport transport_;
   std::string target_;
+  int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
 };
 

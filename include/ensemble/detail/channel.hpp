@@ -7,6 +7,7 @@
 
 #include <ensemble/auth.hpp>
 #include <ensemble/client_options.hpp>
+#include <ensemble/detail/inputs.hpp>
 #include <ensemble/errors.hpp>
 
 #include <grpcpp/create_channel.h>
@@ -20,52 +21,32 @@
 
 namespace ensemble::detail {
 
-// "unix:" target for a socket path given bare or already prefixed.
-inline std::string unix_target(std::string_view socket_path) {
-  if (socket_path.starts_with("unix:")) return std::string(socket_path);
-  return "unix:" + std::string(socket_path);
-}
-
-// Host part of "host:port", "[v6]:port" or "host".
-inline std::string_view host_of(std::string_view addr) {
-  if (addr.starts_with('[')) {
-    auto close = addr.find(']');
-    return close == std::string_view::npos ? addr : addr.substr(1, close - 1);
-  }
-  auto colon = addr.rfind(':');
-  return colon == std::string_view::npos ? addr : addr.substr(0, colon);
-}
-
-inline bool is_loopback_host(std::string_view host) {
-  return host == "localhost" || host == "::1" || host.starts_with("127.") ||
-         host == "ip6-localhost";
-}
-
-inline void check_options(const ClientOptions& o) {
+// Throws ConfigError for options that cannot work or would reach gRPC malformed; returns the
+// gRPC target to dial.
+inline std::string check_options(const ClientOptions& o) {
   if (o.socket_path.empty() == o.addr.empty()) {
     throw ConfigError(o.socket_path.empty()
                           ? "ClientOptions: set exactly one of socket_path or addr (neither is set)"
                           : "ClientOptions: set exactly one of socket_path or addr (both are set: "
-                            "socket_path \"" + o.socket_path + "\", addr \"" + o.addr + "\")");
+                            "socket_path " + shown(o.socket_path) + ", addr " + shown(o.addr) + ")");
   }
+  check_service_token("ClientOptions::service_token", o.service_token);
   const bool wants_tls = o.tls || o.tls_insecure || !o.tls_root_certs.empty();
-  if (wants_tls && !o.socket_path.empty()) {
-    throw ConfigError("ClientOptions: tls applies to addr only, not to socket_path \"" +
-                      o.socket_path + "\"");
-  }
-  if (!o.addr.empty()) {
-    auto colon = o.addr.rfind(':');
-    auto bracket = o.addr.rfind(']');
-    if (colon == std::string::npos || colon + 1 == o.addr.size() ||
-        (bracket != std::string::npos && colon < bracket)) {
-      throw ConfigError("ClientOptions: addr \"" + o.addr + "\" is not host:port");
+  if (!o.socket_path.empty()) {
+    if (wants_tls) {
+      throw ConfigError("ClientOptions: tls applies to addr only, not to socket_path " +
+                        shown(o.socket_path));
     }
-    if (o.auth_seed && !wants_tls && !is_loopback_host(host_of(o.addr))) {
-      throw ConfigError("ClientOptions: addr \"" + o.addr +
-                        "\" is not a loopback address; signed calls over plaintext TCP are "
-                        "only sent to loopback. Set tls = true (or use socket_path)");
-    }
+    return unix_target(socket_file(o.socket_path, "ClientOptions::socket_path"));
   }
+  const HostPort address = parse_addr(o.addr, "ClientOptions::addr");
+  if (o.auth_seed && !wants_tls && !is_loopback(address)) {
+    throw ConfigError("ClientOptions::addr " + shown(o.addr) +
+                      " is not a loopback address (localhost, 127.0.0.0/8, ::1); signed calls "
+                      "over plaintext TCP are only sent to loopback. Set tls = true (or use "
+                      "socket_path)");
+  }
+  return tcp_target(address);
 }
 
 inline std::shared_ptr<grpc::ChannelCredentials> transport_credentials(const ClientOptions& o,
@@ -94,7 +75,7 @@ inline std::shared_ptr<grpc::ChannelCredentials> transport_credentials(const Cli
 
 inline std::shared_ptr<grpc::Channel> make_channel(const ClientOptions& o,
                                                    std::shared_ptr<const Signer> signer) {
-  check_options(o);
+  const std::string target = check_options(o);
   auto creds = transport_credentials(o, signer != nullptr);
   if (signer) {
     creds = grpc::CompositeChannelCredentials(creds, signing_call_credentials(std::move(signer)));
@@ -106,10 +87,11 @@ inline std::shared_ptr<grpc::Channel> make_channel(const ClientOptions& o,
   // The daemon is local, so when it restarts it is back within moments: retry the
   // connection quickly instead of gRPC's default backoff that grows to two minutes, or a
   // reconnecting service would sit idle long after the daemon returned.
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS stays at gRPC's default (20 s): despite its name, gRPC
+  // gives every connection attempt at least that long to finish (handshake and SETTINGS
+  // included), so a small value fails every call behind a listener slower than it.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  const std::string target = o.socket_path.empty() ? o.addr : unix_target(o.socket_path);
   return grpc::CreateCustomChannel(target, creds, args);
 }
 
