@@ -20,7 +20,10 @@
 #include <functional>
 #include <iostream>
 #include <mutex>
+#include <ostream>
+#include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -205,6 +208,14 @@ bool echo_bot_passes(const std::string& socket_path, const std::string& peer) {
          daemon.dropped_events("echo") == 0;           // what a slow handler lost
 }
 
+void log_to(std::ostream& my_log) {
+  ensemble::set_log_sink([&my_log](ensemble::LogLevel level, std::string_view message) {
+    static std::mutex mu;  // the sink may run on several gRPC threads at once
+    std::lock_guard lock(mu);
+    my_log << "[ensemble " << ensemble::to_string(level) << "] " << message << '\n';
+  });
+}
+
 }  // namespace snippets
 
 // Runs each snippet against the double; any exception or wrong result fails the run.
@@ -228,6 +239,21 @@ int main() {
 
     snippets::register_and_print(options.socket_path, seed_file.string());
     say("ok: register_and_print");
+
+    {
+      std::ostringstream diagnostics;
+      snippets::log_to(diagnostics);
+      std::filesystem::permissions(seed_file, std::filesystem::perms::group_read,
+                                   std::filesystem::perm_options::add);
+      ensemble::Seed::from_file(seed_file.string());  // a seed others can read: a warning
+      ensemble::set_log_sink({});
+      if (diagnostics.str().rfind("[ensemble warning] ", 0) != 0) {
+        throw std::runtime_error("the log sink got: " + diagnostics.str());
+      }
+      std::filesystem::permissions(seed_file, std::filesystem::perms::group_read,
+                                   std::filesystem::perm_options::remove);
+    }
+    say("ok: log_to");
 
     snippets::over_unix_socket();
     snippets::over_loopback_tcp(*options.auth_seed);

@@ -11,6 +11,7 @@
 
 #include <ensemble/detail/hex.hpp>
 #include <ensemble/errors.hpp>
+#include <ensemble/log.hpp>
 
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/status.h>
@@ -199,7 +200,7 @@ inline Seed Seed::from_file(const std::filesystem::path& path, SeedFileCheck che
                                 " and is accessible by group or others; it holds an admin "
                                 "key. Fix with: chmod 600 " + detail::quoted_path(path);
     if (check == SeedFileCheck::error) throw AuthError(problem);
-    std::fprintf(stderr, "ensemble: WARNING: %s\n", problem.c_str());
+    detail::log(LogLevel::warning, problem);
   }
 
   const auto file_size = static_cast<std::uintmax_t>(st.st_size);

@@ -10,6 +10,7 @@
 #include <ensemble/errors.hpp>
 #include <ensemble/events.hpp>
 #include <ensemble/file_transfer.hpp>
+#include <ensemble/log.hpp>
 #include <ensemble/node_events.hpp>
 #include <ensemble/node_types.hpp>
 #include <ensemble/result.hpp>

@@ -39,6 +39,7 @@
 #include <ensemble/detail/unary.hpp>
 #include <ensemble/errors.hpp>
 #include <ensemble/events.hpp>
+#include <ensemble/log.hpp>
 #include <ensemble/node_types.hpp>
 #include <ensemble/service_options.hpp>
 
@@ -443,9 +444,9 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
     try {
       std::rethrow_exception(error);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "ensemble: a handler of service \"%s\" threw: %s\n", name_.c_str(), e.what());
+      detail::log(LogLevel::error, "a handler of service \"" + name_ + "\" threw: " + e.what());
     } catch (...) {
-      std::fprintf(stderr, "ensemble: a handler of service \"%s\" threw\n", name_.c_str());
+      detail::log(LogLevel::error, "a handler of service \"" + name_ + "\" threw");
     }
   }
 

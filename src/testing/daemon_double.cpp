@@ -8,6 +8,7 @@
 #include "detail/files.hpp"
 #include "detail/rendezvous.hpp"
 
+#include <ensemble/detail/inputs.hpp>
 #include <ensemble/errors.hpp>
 
 #include <grpcpp/grpcpp.h>
@@ -96,7 +97,8 @@ DaemonDouble::DaemonDouble(DaemonDoubleOptions options) : impl_(std::make_unique
 void DaemonDouble::Impl::listen() {
   grpc::ServerBuilder builder;
   if (!unix_path.empty()) {
-    builder.AddListeningPort("unix:" + unix_path, grpc::InsecureServerCredentials());
+    // Percent-encoded as the client dials it: gRPC reads server targets as URIs too.
+    builder.AddListeningPort(ensemble::detail::unix_target(unix_path), grpc::InsecureServerCredentials());
   }
   if (!options.tcp_address.empty()) {
     const auto colon = options.tcp_address.rfind(':');
@@ -159,7 +161,9 @@ void DaemonDouble::stop() {
 }
 
 std::string DaemonDouble::unix_target() const {
-  return impl_->unix_path.empty() ? "" : "unix://" + impl_->unix_path;
+  if (impl_->unix_path.empty()) return {};
+  // "unix:" + the percent-encoded absolute path, spelled with the empty authority.
+  return "unix://" + ensemble::detail::unix_target(impl_->unix_path).substr(5);
 }
 const std::string& DaemonDouble::unix_socket_path() const { return impl_->unix_path; }
 std::string DaemonDouble::tcp_target() const {

@@ -4,8 +4,10 @@
 // deadlock; the code that would do either asks here first.
 #pragma once
 
-#include <cstdio>
+#include <ensemble/log.hpp>
+
 #include <exception>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -24,20 +26,29 @@ class CallbackScope {
   CallbackScope& operator=(const CallbackScope&) = delete;
 };
 
+inline void log_what_threw(std::string_view subject, std::string_view role,
+                           std::string_view why) noexcept {
+  try {
+    std::string message;
+    message.append(subject).append(" ").append(role).append(" threw");
+    if (!why.empty()) message.append(": ").append(why);
+    log(LogLevel::error, message);
+  } catch (...) {  // no memory for the message: nothing better to do
+  }
+}
+
 // Runs a user callback from a reaction. An exception must not unwind into gRPC, which would
-// end the process, so it is reported on stderr as "ensemble: <subject> <role> threw: <why>"
-// and the reaction carries on.
+// end the process, so it is logged ("<subject> <role> threw: <why>", log.hpp) and the
+// reaction carries on.
 template <class Callback, class... Args>
 void call_user_callback(std::string_view subject, std::string_view role, Callback& callback,
                         Args&&... args) noexcept {
   try {
     callback(std::forward<Args>(args)...);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "ensemble: %.*s %.*s threw: %s\n", static_cast<int>(subject.size()),
-                 subject.data(), static_cast<int>(role.size()), role.data(), e.what());
+    log_what_threw(subject, role, e.what());
   } catch (...) {
-    std::fprintf(stderr, "ensemble: %.*s %.*s threw\n", static_cast<int>(subject.size()),
-                 subject.data(), static_cast<int>(role.size()), role.data());
+    log_what_threw(subject, role, {});
   }
 }
 

@@ -117,7 +117,8 @@ class DaemonDouble {
 
   // ---- where it listens, who it is -------------------------------------------------------
 
-  // "unix:///abs/path", or "" without a Unix socket.
+  // "unix:///abs/path" (bytes a URI would misread percent-encoded, so gRPC dials exactly
+  // that file), or "" without a Unix socket.
   std::string unix_target() const;
   const std::string& unix_socket_path() const;
   // "127.0.0.1:PORT" (the bound port when 0 was asked), or "" without TCP.

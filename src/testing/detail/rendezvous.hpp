@@ -17,6 +17,7 @@
 // same keys and the links work again.
 #pragma once
 
+#include <ensemble/detail/inputs.hpp>
 #include <ensemble/errors.hpp>
 
 #include "ensemble_double.grpc.pb.h"
@@ -101,7 +102,8 @@ class Rendezvous {
     std::filesystem::remove(socket_, ec);  // stale, from a daemon that died
 
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("unix:" + socket_.string(), grpc::InsecureServerCredentials());
+    builder.AddListeningPort(ensemble::detail::unix_target(socket_.string()),
+                             grpc::InsecureServerCredentials());
     builder.RegisterService(&service_);
     builder.SetMaxReceiveMessageSize(64 << 20);
     server_ = builder.BuildAndStart();
@@ -312,7 +314,7 @@ class Rendezvous {
       args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
       args.SetMaxReceiveMessageSize(64 << 20);
       stub = lb::LoopbackPeer::NewStub(grpc::CreateCustomChannel(
-          "unix:" + socket.string(), grpc::InsecureChannelCredentials(), args));
+          ensemble::detail::unix_target(socket.string()), grpc::InsecureChannelCredentials(), args));
     }
     return stub;
   }
