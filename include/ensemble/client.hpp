@@ -56,7 +56,8 @@ class Client {
     // Two statements: make_channel checks the token, so it must run before the token is
     // moved out (the order of evaluating one call's arguments is unspecified).
     auto channel = detail::make_channel(options, std::move(signer));
-    conn_ = detail::make_connection(std::move(channel), std::move(options.service_token));
+    conn_ = detail::make_connection(std::move(channel), std::move(options.service_token),
+                                    options.max_message_bytes);
   }
 
   // The client for the environment the process was started in (daemon-protocol.md §8):

@@ -4,6 +4,7 @@
 #include <ensemble/auth.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <optional>
 #include <string>
 
@@ -38,6 +39,13 @@ struct ClientOptions {
   // auth on that call, so it is not signed. Being gRPC metadata it must be printable ASCII
   // (0x20 to 0x7E) with no space at either end; empty means none.
   std::string service_token{};
+
+  // The largest message (serialized) the library will send. The daemon ends any call that
+  // carries a larger one (RESOURCE_EXHAUSTED; on RegisterService that unregisters the
+  // service), so an action or request over this throws InvalidArgumentError before anything
+  // is queued. The default is the daemon's own limit (grpc-go's default, 4 MiB); change it
+  // only for a daemon configured otherwise. 0 turns the check off.
+  std::size_t max_message_bytes = 4'194'304;
 };
 
 // Per-call settings for node-level calls (Client::get_status(…, CallOptions{…}) etc.).

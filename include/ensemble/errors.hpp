@@ -135,8 +135,10 @@ class RegistrationError : public RpcError {
   std::string service_name_;
 };
 
-// An argument the daemon would refuse (an empty text, an empty request id); thrown before
-// anything is sent.
+// An argument the daemon would refuse (an empty text, an empty request id), or a message it
+// would end the call for (a string field that is not valid UTF-8, a message over
+// ClientOptions::max_message_bytes); thrown before anything is queued or sent, with the
+// call, the field and the offset, or the size and the limit.
 class InvalidArgumentError : public Error {
  public:
   using Error::Error;

@@ -309,7 +309,7 @@ class EventSubscription final : private detail::ReadStream<api::DaemonEvent> {
                                                                  const CallOptions&);
 
   EventSubscription(std::shared_ptr<detail::Connection> conn, EventHandler on_event, EndHandler on_end)
-      : Base(std::move(conn)), on_event_(std::move(on_event)), on_end_(std::move(on_end)) {}
+      : Base(std::move(conn), "Subscribe", api::SubscribeRequest{}), on_event_(std::move(on_event)), on_end_(std::move(on_end)) {}
 
   void on_message(api::DaemonEvent& message) override {
     received_.fetch_add(1, std::memory_order_relaxed);

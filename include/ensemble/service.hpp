@@ -37,6 +37,7 @@
 #include <ensemble/detail/connection.hpp>
 #include <ensemble/detail/dispatch.hpp>
 #include <ensemble/detail/unary.hpp>
+#include <ensemble/detail/wire_check.hpp>
 #include <ensemble/errors.hpp>
 #include <ensemble/events.hpp>
 #include <ensemble/node_types.hpp>
@@ -336,7 +337,21 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
         name_(std::move(name)),
         transport_(transport),
         options_(std::move(options)),
-        manifest_(detail::make_manifest(name_, transport_, options_)) {}
+        manifest_(detail::make_manifest(name_, transport_, options_)) {
+    // The manifest goes out on every registration attempt: check it once, here, so a bad
+    // description or allowlist entry fails at Client::service() rather than as a stream
+    // the daemon ends.
+    if (auto problem = detail::outgoing_problem(manifest_, conn_->max_message_bytes)) {
+      wipe_keypair_seed(manifest_);
+      throw InvalidArgumentError("the manifest of service \"" + name_ + "\": " + *problem);
+    }
+  }
+
+  // "send_message on service \"echo\"": the action, by its wire name, for error texts.
+  std::string action_name(const api::ServiceClientMessage& message) const {
+    const auto* field = api::ServiceClientMessage::descriptor()->FindFieldByNumber(message.msg_case());
+    return (field ? field->name() : std::string("an action")) + " on service \"" + name_ + "\"";
+  }
 
   ~Service() override {
     // Secrets in the manifest (keypair_seed) do not outlive the service.
@@ -365,6 +380,10 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   // Writes happen in call order, one at a time: if nothing is in flight this call starts
   // the write, otherwise the message waits in pending_ for OnWriteDone to pick it up.
   void enqueue(api::ServiceClientMessage message) {
+    // Before anything is queued: what the daemon would end the stream for (wire_check.hpp).
+    if (auto problem = detail::outgoing_problem(message, conn_->max_message_bytes)) {
+      throw InvalidArgumentError(action_name(message) + ": " + *problem);
+    }
     {
       std::lock_guard lock(mu_);
       if (!accepting_locked()) {

@@ -19,6 +19,7 @@
 #include <ensemble/detail/callback_thread.hpp>
 #include <ensemble/detail/connection.hpp>
 #include <ensemble/detail/unary.hpp>
+#include <ensemble/detail/wire_check.hpp>
 
 #include <grpcpp/client_context.h>
 #include <grpcpp/support/client_callback.h>
@@ -77,7 +78,13 @@ class ReadStream : public grpc::ClientReadReactor<Response>, private LiveCall {
   }
 
  protected:
-  explicit ReadStream(std::shared_ptr<Connection> conn) : conn_(std::move(conn)) {}
+  // `request` is the call's one request, checked here (wire_check.hpp) so that no
+  // server-streaming call can skip the check; a bad one throws before anything exists.
+  template <class Request>
+  ReadStream(std::shared_ptr<Connection> conn, const char* call, const Request& request)
+      : conn_(std::move(conn)) {
+    check_outgoing(request, call, conn_->max_message_bytes);
+  }
   ~ReadStream() override = default;
 
   // Registers the call and starts it. `bind(async_stub, context, reactor)` calls the

@@ -1,0 +1,216 @@
+// The library at the real daemon's edges (issue 12; daemon-protocol.md section 10), over
+// real sockets: what the daemon would end a call for is refused before it is sent (invalid
+// UTF-8, oversized messages), connection states and Tor events decode by the daemon's own
+// numbering, start() waits through a daemon that is not ready, registration_timeout holds
+// for every attempt, and keepalive notices a frozen daemon.
+//
+// Against the daemon double, a ScriptedDaemon (support/scripted_daemon.hpp) where the
+// double cannot play an edge yet, and ensemble-loopbackd processes that can be frozen.
+#include <catch2/catch.hpp>
+
+#include <ensemble/detail/wire_check.hpp>
+#include <ensemble/ensemble.hpp>
+#include <ensemble/testing/daemon_double.hpp>
+
+#include "support/tempdir.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using Catch::Matchers::Contains;
+using ensemble::testing::DaemonDouble;
+using ensemble::testing::DaemonDoubleOptions;
+
+namespace {
+
+std::string peer_address(std::uint8_t tag) {
+  std::array<std::uint8_t, 32> key{};
+  key.fill(tag);
+  return ensemble::address_from_public_key(key);
+}
+
+template <class Predicate>
+bool eventually(Predicate done, std::chrono::milliseconds timeout = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return done();
+}
+
+// The message of the exception `f` throws as E; fails the test when it throws nothing.
+template <class E, class F>
+std::string thrown(F f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  FAIL("nothing was thrown");
+  return {};
+}
+
+// An unauthenticated double on a Unix socket, and a registered chat and rpc service.
+struct Registered {
+  test_support::TempDir dir;
+  DaemonDouble daemon{DaemonDoubleOptions{.unix_socket = (dir / "api.sock").string()}};
+  ensemble::Client client{{.socket_path = daemon.unix_socket_path()}};
+  std::shared_ptr<ensemble::ChatService> chat = client.service("edges");
+  std::shared_ptr<ensemble::RpcService> rpc = client.rpc_service("edges-rpc");
+
+  Registered() {
+    chat->start();
+    rpc->start();
+  }
+};
+
+const std::string kBad = "caf\xe9";  // Latin-1 é: byte 3 starts no valid UTF-8 sequence
+
+}  // namespace
+
+// ---- 1. invalid UTF-8 never reaches the wire ------------------------------------------
+
+TEST_CASE("first_invalid_utf8 follows Go's utf8.Valid, the rule the daemon applies") {
+  using ensemble::detail::first_invalid_utf8;
+  CHECK_FALSE(first_invalid_utf8(""));
+  CHECK_FALSE(first_invalid_utf8("plain ascii, long enough to take the 8-byte path"));
+  CHECK_FALSE(first_invalid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf"));  // é € 😀 U+10FFFF
+  CHECK(first_invalid_utf8(kBad) == 3u);
+  CHECK(first_invalid_utf8("abcdefghij\x80") == 10u);        // a lone continuation byte
+  CHECK(first_invalid_utf8("\xc0\xaf") == 0u);               // overlong '/'
+  CHECK(first_invalid_utf8("x\xe0\x80\xaf") == 1u);          // overlong, 3 bytes
+  CHECK(first_invalid_utf8("\xed\xa0\x80") == 0u);           // a surrogate (U+D800)
+  CHECK(first_invalid_utf8("\xf4\x90\x80\x80") == 0u);       // above U+10FFFF
+  CHECK(first_invalid_utf8("ok\xe2\x82") == 2u);             // truncated at the end
+  CHECK(first_invalid_utf8("\xff") == 0u);
+}
+
+TEST_CASE("an action with invalid UTF-8 throws before it is queued; the stream lives on") {
+  Registered r;
+  const std::string peer = peer_address(1);
+
+  const std::string what =
+      thrown<ensemble::InvalidArgumentError>([&] { r.chat->send_message(peer, kBad); });
+  CHECK_THAT(what, Contains("send_message on service \"edges\""));
+  CHECK_THAT(what, Contains("field ServiceClientMessage.send_message.text is not valid UTF-8"));
+  CHECK_THAT(what, Contains("byte 0xe9 at offset 3"));
+
+  CHECK_THAT(thrown<ensemble::InvalidArgumentError>([&] { r.chat->reject_connection("req-1", "no \xff"); }),
+             Contains("ServiceClientMessage.reject.reason") && Contains("offset 3"));
+  CHECK_THAT(thrown<ensemble::InvalidArgumentError>([&] { r.chat->accept_connection("\xc0\xaf"); }),
+             Contains("accept on service \"edges\"") && Contains("accept.request_id"));
+  CHECK_THAT(thrown<ensemble::InvalidArgumentError>([&] {
+               r.chat->introduce_peers(peer, peer_address(2), "s1", std::chrono::time_point_cast<std::chrono::milliseconds>(
+                                                                       std::chrono::system_clock::now() + 1min),
+                                       "host\xed\xa0\x80");
+             }),
+             Contains("introduce_peers.role_hint") && Contains("offset 4"));
+  CHECK(r.chat->stats().actions_written == 0);
+  CHECK(r.daemon.action_count("edges") == 0);
+
+  // Bytes fields are free: binary payloads go out as they are.
+  r.chat->introduce_peers(peer, peer_address(2), "s1",
+                          std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now() + 1min),
+                          "host", std::string("\xff\xfe\x00\x80", 4));
+  r.rpc->send_bytes(peer, std::string("\xff\xfe\x00\x80", 4));
+  // And the stream is still registered and writable.
+  r.chat->send_message(peer, "caf\xc3\xa9");
+  REQUIRE(r.daemon.wait_for_actions("edges", 2, 5s));
+  REQUIRE(r.daemon.wait_for_actions("edges-rpc", 1, 5s));
+  CHECK(r.chat->state() == ensemble::ServiceState::registered);
+  CHECK(r.daemon.service_address("edges") == r.chat->address());
+}
+
+TEST_CASE("a manifest with invalid UTF-8 throws at Client::service, naming the field") {
+  Registered r;
+  ensemble::ServiceOptions bad_description;
+  bad_description.description = "r\xe9sum\xe9 bot";
+  CHECK_THAT(thrown<ensemble::InvalidArgumentError>([&] { (void)r.client.service("cv", bad_description); }),
+             Contains("the manifest of service \"cv\"") &&
+                 Contains("ServiceClientMessage.manifest.description") && Contains("offset 1"));
+
+  ensemble::ServiceOptions bad_allowlist;  // acl public: entries are not checked as addresses
+  bad_allowlist.allowlist = {peer_address(1), "x\xff"};
+  CHECK_THAT(thrown<ensemble::InvalidArgumentError>([&] { (void)r.client.service("al", bad_allowlist); }),
+             Contains("manifest.allowlist[1]") && Contains("offset 1"));
+  CHECK(r.daemon.service_address("cv").empty());
+}
+
+TEST_CASE("a unary request or a stream request with invalid UTF-8 throws, naming the call") {
+  Registered r;
+  const std::string peer = peer_address(3);
+  CHECK_THAT(thrown<ensemble::InvalidArgumentError>([&] { r.client.send(peer, kBad); }),
+             Contains("SendMessage: field SendMessageRequest.text is not valid UTF-8") && Contains("offset 3"));
+  // The callback form throws too, before a callback could run.
+  std::atomic<bool> called{false};
+  CHECK_THROWS_AS(r.client.send(peer, kBad, [&](ensemble::Result<std::string>) { called = true; }),
+                  ensemble::InvalidArgumentError);
+  CHECK_THAT(thrown<ensemble::InvalidArgumentError>([&] { r.client.add_contact({.address = peer, .alias = kBad}); }),
+             Contains("AddContact: field AddContactRequest.alias"));
+  CHECK_THAT(thrown<ensemble::InvalidArgumentError>([&] { (void)r.client.send_file(peer, "/tmp/" + kBad); }),
+             Contains("SendFile: field SendFileRequest.file_path") && Contains("offset 8"));
+  CHECK(r.client.open_calls() == 2);  // only the two services
+  CHECK_FALSE(called);
+  // The operator's own path still works with valid text.
+  CHECK_FALSE(r.client.send(peer, "caf\xc3\xa9").empty());
+}
+
+// ---- 2. nothing larger than the daemon accepts ----------------------------------------
+
+TEST_CASE("an action over the daemon's 4 MiB limit throws with the size and the limit") {
+  Registered r;
+  const std::string peer = peer_address(4);
+  const std::string what = thrown<ensemble::InvalidArgumentError>(
+      [&] { r.rpc->send_bytes(peer, std::string(5u << 20, 'x')); });
+  CHECK_THAT(what, Contains("send_bytes on service \"edges-rpc\""));
+  CHECK_THAT(what, Contains("the message is 524")); // 5 MiB plus the envelope
+  CHECK_THAT(what, Contains("limit of 4194304 bytes (ClientOptions::max_message_bytes)"));
+  CHECK(r.rpc->stats().actions_written == 0);
+  CHECK(r.rpc->queued() == 0);
+
+  CHECK_THAT(thrown<ensemble::InvalidArgumentError>([&] { r.client.send(peer, std::string(5u << 20, 'y')); }),
+             Contains("SendMessage: the message is") && Contains("4194304"));
+
+  // Just under the limit is sent, and the stream lives on.
+  r.rpc->send_bytes(peer, std::string(4u << 20, 'z').substr(100));
+  REQUIRE(r.daemon.wait_for_actions("edges-rpc", 1, 10s));
+  CHECK(r.rpc->state() == ensemble::ServiceState::registered);
+}
+
+TEST_CASE("ClientOptions::max_message_bytes sets the limit exactly, for a daemon configured otherwise") {
+  test_support::TempDir dir;
+  DaemonDouble daemon{DaemonDoubleOptions{.unix_socket = (dir / "api.sock").string()}};
+  ensemble::Client client({.socket_path = daemon.unix_socket_path(), .max_message_bytes = 1000});
+  auto svc = client.service("small");
+  svc->start();
+  const std::string peer = peer_address(5);
+
+  // A send_message's ServiceClientMessage is its text plus a fixed envelope; find the text
+  // length that lands exactly on the limit.
+  ensemble::api::ServiceClientMessage probe;
+  probe.mutable_send_message()->set_to_addr(peer);
+  probe.mutable_send_message()->set_text(std::string(900, 'a'));
+  const std::size_t at_limit = 900 + (1000 - probe.ByteSizeLong());
+  probe.mutable_send_message()->set_text(std::string(at_limit, 'a'));
+  REQUIRE(probe.ByteSizeLong() == 1000);
+
+  svc->send_message(peer, std::string(at_limit, 'a'));  // exactly the limit: allowed
+  CHECK_THAT(thrown<ensemble::InvalidArgumentError>([&] { svc->send_message(peer, std::string(at_limit + 1, 'a')); }),
+             Contains("the message is 1001 bytes serialized, over the daemon's limit of 1000 bytes"));
+  REQUIRE(daemon.wait_for_actions("small", 1, 5s));
+
+  // 0 turns the check off (the UTF-8 check stays).
+  ensemble::Client unlimited({.socket_path = daemon.unix_socket_path(), .max_message_bytes = 0});
+  auto big = unlimited.rpc_service("big");
+  big->start();
+  CHECK_NOTHROW(big->send_bytes(peer, std::string(5u << 20, 'x')));
+  CHECK_THROWS_AS(unlimited.send(peer, kBad), ensemble::InvalidArgumentError);
+}
