@@ -12,6 +12,7 @@
 #include <ensemble/ensemble.hpp>
 #include <ensemble/testing/daemon_double.hpp>
 
+#include "support/scripted_daemon.hpp"
 #include "support/tempdir.hpp"
 
 #include <algorithm>
@@ -213,4 +214,77 @@ TEST_CASE("ClientOptions::max_message_bytes sets the limit exactly, for a daemon
   big->start();
   CHECK_NOTHROW(big->send_bytes(peer, std::string(5u << 20, 'x')));
   CHECK_THROWS_AS(unlimited.send(peer, kBad), ensemble::InvalidArgumentError);
+}
+
+// ---- 4. connection states and Tor events, by the daemon's numbering --------------------
+
+TEST_CASE("connection_state decodes the daemon's numbering; an unknown number stays unknown") {
+  using ensemble::ConnectionState;
+  using ensemble::DaemonConnectionState;
+  const std::vector<std::pair<int, std::string>> names = {
+      {0, "discovering"}, {1, "signaling"}, {2, "exchanging-ips"}, {3, "nat-traversal"}, {4, "connected"},
+      {5, "connected-tor"}, {6, "disconnected"}, {7, "failed"}, {8, "reconnecting"}};
+
+  test_support::TempDir dir;
+  test_support::ScriptedDaemon daemon((dir / "api.sock").string());
+  for (const auto& [n, name] : names) {
+    daemon.publish("connection_state", R"({"PeerAddr":"Epeer","State":)" + std::to_string(n) + R"(,"Error":""})");
+  }
+  daemon.publish("connection_state", R"({"PeerAddr":"Epeer","State":9,"Error":"from the future"})");
+  daemon.publish("connection_state", R"({"peer_addr":"Esnake","state":7,"error":"dial timeout"})");
+  daemon.publish("tor_bootstrap", R"({"percent":45,"summary":"Loading relay descriptors"})");
+  daemon.publish("tor_ready", R"("abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion")");
+  daemon.publish("tor_ready", "null");
+
+  ensemble::Client client({.socket_path = (dir / "api.sock").string()});
+  std::mutex mu;
+  std::vector<ensemble::DaemonEvent> seen;
+  auto sub = client.events([&](const ensemble::DaemonEvent& ev) {
+    std::lock_guard lock(mu);
+    seen.push_back(ev);
+  });
+  REQUIRE(eventually([&] { return sub->events_received() == names.size() + 5; }));
+  std::lock_guard lock(mu);
+
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const auto s = DaemonConnectionState::from_event(seen[i]);
+    REQUIRE(s);
+    CHECK(s->peer_addr == "Epeer");
+    CHECK(s->raw_state == names[i].first);
+    REQUIRE(s->state);
+    CHECK(static_cast<int>(*s->state) == names[i].first);
+    CHECK(s->state_name() == names[i].second);
+    CHECK(s->connected() == (names[i].first == 4 || names[i].first == 5));
+  }
+  const auto future = DaemonConnectionState::from_event(seen[9]);
+  REQUIRE(future);
+  CHECK_FALSE(future->state);
+  CHECK(future->raw_state == 9);
+  CHECK(future->state_name() == "unknown state 9");
+  CHECK(future->error == "from the future");
+  const auto snake = DaemonConnectionState::from_event(seen[10]);
+  REQUIRE(snake);
+  CHECK(snake->state == ConnectionState::failed);
+  CHECK(snake->peer_addr == "Esnake");
+  CHECK(snake->error == "dial timeout");
+
+  const auto boot = ensemble::TorBootstrap::from_event(seen[11]);
+  REQUIRE(boot);
+  CHECK(boot->percent == 45);
+  CHECK(boot->summary == "Loading relay descriptors");
+  const auto ready = ensemble::TorReady::from_event(seen[12]);
+  REQUIRE(ready);
+  CHECK(ready->onion == "abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion");
+  const auto ready_null = ensemble::TorReady::from_event(seen[13]);
+  REQUIRE(ready_null);
+  CHECK_FALSE(ready_null->onion);
+
+  // Other types and unreadable payloads are not mistaken for these.
+  CHECK_FALSE(DaemonConnectionState::from_event(seen[11]));
+  CHECK_FALSE(ensemble::TorBootstrap::from_event(seen[0]));
+  CHECK_FALSE(DaemonConnectionState::from_event(ensemble::DaemonEvent::from_wire("connection_state", "garbage")));
+  CHECK_FALSE(DaemonConnectionState::from_event(
+      ensemble::DaemonEvent::from_wire("connection_state", R"({"PeerAddr":"E","State":"connected"})")));
+  CHECK_FALSE(ensemble::TorReady::from_event(ensemble::DaemonEvent::from_wire("tor_ready", "not json")));
+  CHECK_FALSE(ensemble::TorBootstrap::from_event(ensemble::DaemonEvent::from_wire("tor_bootstrap", R"({"summary":"x"})")));
 }

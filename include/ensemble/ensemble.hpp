@@ -11,6 +11,7 @@
 #include <ensemble/events.hpp>
 #include <ensemble/file_transfer.hpp>
 #include <ensemble/node_events.hpp>
+#include <ensemble/node_states.hpp>
 #include <ensemble/node_types.hpp>
 #include <ensemble/result.hpp>
 #include <ensemble/rpc_service.hpp>
