@@ -12,12 +12,14 @@
 #include <ensemble/ensemble.hpp>
 #include <ensemble/testing/daemon_double.hpp>
 
+#include "support/loopbackd_process.hpp"
 #include "support/scripted_daemon.hpp"
 #include "support/tempdir.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <future>
 #include <mutex>
 #include <string>
@@ -287,4 +289,37 @@ TEST_CASE("connection_state decodes the daemon's numbering; an unknown number st
       ensemble::DaemonEvent::from_wire("connection_state", R"({"PeerAddr":"E","State":"connected"})")));
   CHECK_FALSE(ensemble::TorReady::from_event(ensemble::DaemonEvent::from_wire("tor_ready", "not json")));
   CHECK_FALSE(ensemble::TorBootstrap::from_event(ensemble::DaemonEvent::from_wire("tor_bootstrap", R"({"summary":"x"})")));
+}
+
+// ---- 7. a frozen daemon is noticed -----------------------------------------------------
+
+TEST_CASE("keepalive notices a frozen daemon (SIGSTOP): the service leaves registered") {
+  if (!test_support::have_loopbackd()) {
+    WARN("ENSEMBLE_LOOPBACKD not set; skipped");
+    return;
+  }
+  test_support::TempDir dir;
+  const std::string socket = (dir / "api.sock").string();
+  test_support::LoopbackdProcess daemon({"--api-socket", socket, "--loopback-dir", (dir / "rdv").string()});
+
+  SECTION("with a short keepalive the stream ends UNAVAILABLE within interval + timeout") {
+    ensemble::Client client({.socket_path = socket, .keepalive_interval = 1s, .keepalive_timeout = 1s});
+    auto svc = client.service("frozen");
+    svc->start();
+    REQUIRE(::kill(daemon.pid(), SIGSTOP) == 0);
+    const auto status = svc->wait_for(15s);
+    ::kill(daemon.pid(), SIGCONT);
+    REQUIRE(status);
+    CHECK(status->error_code() == grpc::StatusCode::UNAVAILABLE);
+    CHECK(svc->state() == ensemble::ServiceState::closed);
+  }
+  SECTION("without keepalive nothing notices (what the option is for)") {
+    ensemble::Client client({.socket_path = socket, .keepalive_interval = 0ms});
+    auto svc = client.service("frozen");
+    svc->start();
+    REQUIRE(::kill(daemon.pid(), SIGSTOP) == 0);
+    CHECK_FALSE(svc->wait_for(3s));
+    CHECK(svc->state() == ensemble::ServiceState::registered);
+    ::kill(daemon.pid(), SIGCONT);
+  }
 }
