@@ -291,6 +291,191 @@ TEST_CASE("connection_state decodes the daemon's numbering; an unknown number st
   CHECK_FALSE(ensemble::TorBootstrap::from_event(ensemble::DaemonEvent::from_wire("tor_bootstrap", R"({"summary":"x"})")));
 }
 
+// ---- 5. start() waits through a daemon that is not ready -------------------------------
+
+namespace {
+ensemble::ServiceOptions waiting_options() {
+  ensemble::ServiceOptions o;
+  o.wait_for_daemon = true;
+  o.reconnect.initial_backoff = 50ms;
+  o.reconnect.max_backoff = 200ms;
+  return o;
+}
+}  // namespace
+
+TEST_CASE("wait_for_daemon: start() waits for a socket that appears later (UNAVAILABLE, then ready)") {
+  test_support::TempDir dir;
+  const std::string socket = (dir / "api.sock").string();
+  ensemble::Client client({.socket_path = socket});
+
+  SECTION("without the option start() fails at once, UNAVAILABLE") {
+    auto svc = client.service("early");
+    try {
+      svc->start();
+      FAIL("start() should have thrown");
+    } catch (const ensemble::RegistrationError& e) {
+      CHECK(e.code() == grpc::StatusCode::UNAVAILABLE);
+    }
+  }
+  SECTION("with it start() registers once the daemon is up") {
+    auto svc = client.service("early", waiting_options());
+    std::vector<ensemble::ServiceState> states;
+    std::mutex mu;
+    svc->on_state([&](ensemble::ServiceState s) {
+      std::lock_guard lock(mu);
+      states.push_back(s);
+    });
+    std::unique_ptr<DaemonDouble> daemon;
+    std::thread late([&] {
+      std::this_thread::sleep_for(700ms);
+      daemon = std::make_unique<DaemonDouble>(DaemonDoubleOptions{.unix_socket = socket});
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    svc->start();
+    late.join();
+    CHECK(std::chrono::steady_clock::now() - t0 >= 600ms);
+    CHECK(svc->state() == ensemble::ServiceState::registered);
+    CHECK(daemon->service_address("early") == svc->address());
+    std::lock_guard lock(mu);
+    CHECK(std::count(states.begin(), states.end(), ensemble::ServiceState::reconnecting) >= 1);
+  }
+}
+
+TEST_CASE("wait_for_daemon: start() waits through UNIMPLEMENTED while Tor bootstraps") {
+  test_support::TempDir dir;
+  test_support::ScriptedDaemon daemon((dir / "api.sock").string());
+  daemon.registry_ready = false;
+  daemon.set_tor_state("bootstrapping");
+  ensemble::Client client({.socket_path = (dir / "api.sock").string()});
+
+  SECTION("without the option: RegistrationError UNIMPLEMENTED with the daemon's text") {
+    auto svc = client.service("bot");
+    try {
+      svc->start();
+      FAIL("start() should have thrown");
+    } catch (const ensemble::RegistrationError& e) {
+      CHECK(e.code() == grpc::StatusCode::UNIMPLEMENTED);
+      CHECK(e.daemon_message() == "service registry not configured on this daemon");
+    }
+  }
+  SECTION("with it: registered once the registry is up") {
+    auto svc = client.service("bot", waiting_options());
+    std::thread ready([&] {
+      std::this_thread::sleep_for(600ms);
+      daemon.registry_ready = true;
+      daemon.set_tor_state("ready");
+    });
+    svc->start();
+    ready.join();
+    CHECK(svc->state() == ensemble::ServiceState::registered);
+    CHECK(daemon.register_calls >= 3);
+  }
+  SECTION("cancel() from another thread ends the wait with CANCELLED") {
+    auto svc = client.service("bot", waiting_options());
+    std::thread stop([&] {
+      std::this_thread::sleep_for(300ms);
+      svc->cancel();
+    });
+    try {
+      svc->start();
+      FAIL("start() should have thrown");
+    } catch (const ensemble::RegistrationError& e) {
+      CHECK(e.code() == grpc::StatusCode::CANCELLED);
+    }
+    stop.join();
+    CHECK(svc->state() == ensemble::ServiceState::closed);
+  }
+  SECTION("reconnect.max_attempts bounds the wait") {
+    auto options = waiting_options();
+    options.reconnect.max_attempts = 3;
+    auto svc = client.service("bot", options);
+    CHECK_THROWS_AS(svc->start(), ensemble::RegistrationError);
+    CHECK(daemon.register_calls == 3);
+  }
+}
+
+TEST_CASE("Client::wait_until_ready waits for GetStatus \"ready\", through a missing socket") {
+  test_support::TempDir dir;
+  const std::string socket = (dir / "api.sock").string();
+  ensemble::Client client({.socket_path = socket});
+
+  CHECK_THROWS_AS(client.wait_until_ready(300ms), ensemble::RpcError);  // nothing there yet
+
+  std::unique_ptr<test_support::ScriptedDaemon> daemon;
+  std::atomic<bool> up{false};
+  std::thread later([&] {
+    std::this_thread::sleep_for(300ms);
+    daemon = std::make_unique<test_support::ScriptedDaemon>(socket);
+    daemon->set_tor_state("bootstrapping");
+    up = true;
+    std::this_thread::sleep_for(500ms);
+    daemon->set_tor_state("ready");
+  });
+  const ensemble::NodeStatus status = client.wait_until_ready(20s);
+  later.join();
+  CHECK(status.tor_state == "ready");
+
+  daemon->set_tor_state("disabled");
+  try {
+    client.wait_until_ready(5s);
+    FAIL("should have thrown");
+  } catch (const ensemble::RpcError& e) {
+    CHECK(e.code() == grpc::StatusCode::FAILED_PRECONDITION);
+  }
+  daemon->set_tor_state("bootstrapping");
+  try {
+    client.wait_until_ready(400ms);
+    FAIL("should have thrown");
+  } catch (const ensemble::RpcError& e) {
+    CHECK(e.code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+    CHECK_THAT(std::string(e.what()), Contains("tor_state \"bootstrapping\""));
+  }
+}
+
+// ---- 6. registration_timeout: long by default, and for every attempt -------------------
+
+TEST_CASE("registration_timeout defaults to minutes, since `registered` waits for Tor") {
+  CHECK(ensemble::ServiceOptions{}.registration_timeout >= 5min);
+}
+
+TEST_CASE("registration_timeout applies to the first attempt and to every reconnect") {
+  test_support::TempDir dir;
+  test_support::ScriptedDaemon daemon((dir / "api.sock").string());
+  ensemble::Client client({.socket_path = (dir / "api.sock").string()});
+
+  SECTION("the first attempt: DEADLINE_EXCEEDED naming the option") {
+    daemon.answer_registration = false;
+    ensemble::ServiceOptions o;
+    o.registration_timeout = 300ms;
+    auto svc = client.service("slow", o);
+    try {
+      svc->start();
+      FAIL("start() should have thrown");
+    } catch (const ensemble::RegistrationError& e) {
+      CHECK(e.code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+      CHECK_THAT(std::string(e.what()), Contains("ServiceOptions::registration_timeout"));
+    }
+    CHECK(svc->state() == ensemble::ServiceState::closed);
+  }
+  SECTION("a reconnect attempt that hears nothing is cancelled and retried") {
+    ensemble::ServiceOptions o;
+    o.registration_timeout = 300ms;
+    o.reconnect.enabled = true;
+    o.reconnect.initial_backoff = 50ms;
+    o.reconnect.max_backoff = 100ms;
+    auto svc = client.service("slow", o);
+    svc->start();
+    daemon.answer_registration = false;
+    daemon.end_streams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "restarting"));
+    // Each re-registration now hangs; without a per-attempt timeout the first would hang
+    // forever, with it they keep coming.
+    REQUIRE(eventually([&] { return daemon.register_calls >= 4; }, 10s));
+    CHECK(svc->state() != ensemble::ServiceState::closed);
+    daemon.answer_registration = true;
+    REQUIRE(eventually([&] { return svc->state() == ensemble::ServiceState::registered; }, 10s));
+  }
+}
+
 // ---- 7. a frozen daemon is noticed -----------------------------------------------------
 
 TEST_CASE("keepalive notices a frozen daemon (SIGSTOP): the service leaves registered") {
