@@ -291,6 +291,30 @@ TEST_CASE("connection_state decodes the daemon's numbering; an unknown number st
   CHECK_FALSE(ensemble::TorBootstrap::from_event(ensemble::DaemonEvent::from_wire("tor_bootstrap", R"({"summary":"x"})")));
 }
 
+// ---- 3. nothing depends on Subscribe headers before the first event -------------------
+
+// wait_started() promised a confirmation the daemon never gives before its first event; the
+// promise is gone from the API rather than kept false.
+template <class S>
+concept HasWaitStarted = requires(S& s) { s.wait_started(std::chrono::milliseconds(1)); };
+static_assert(!HasWaitStarted<ensemble::EventSubscription>);
+
+TEST_CASE("a subscription on a daemon that holds its headers until the first event works") {
+  test_support::TempDir dir;
+  test_support::ScriptedDaemon daemon((dir / "api.sock").string());
+  ensemble::Client client({.socket_path = (dir / "api.sock").string()});
+  std::atomic<int> events{0};
+  auto sub = client.events([&](const ensemble::DaemonEvent&) { ++events; });
+  // No event yet, so nothing has come back on the stream; that is not a failure.
+  std::this_thread::sleep_for(300ms);
+  CHECK_FALSE(sub->done());
+  CHECK(sub->events_received() == 0);
+  daemon.publish("peer_online", R"({"Address":"E1","Online":true})");
+  REQUIRE(eventually([&] { return events == 1; }));
+  sub->cancel();
+  CHECK(sub->wait().error_code() == grpc::StatusCode::CANCELLED);
+}
+
 // ---- 5. start() waits through a daemon that is not ready -------------------------------
 
 namespace {
