@@ -96,6 +96,33 @@ TEST_CASE("first_invalid_utf8 follows Go's utf8.Valid, the rule the daemon appli
   CHECK(first_invalid_utf8("\xff") == 0u);
 }
 
+TEST_CASE("the check finds a bad string at any depth: repeated, nested, inside a oneof") {
+  using ensemble::detail::find_bad_utf8;
+  using ensemble::detail::string_plan_for;
+  ensemble::api::GetDebugInfoResponse debug;  // repeated messages holding strings
+  debug.add_rt_peers()->set_address("E1");
+  debug.add_rt_peers()->set_onion_addr("ab\xff" "cd.onion");
+  auto bad = find_bad_utf8(debug, string_plan_for<ensemble::api::GetDebugInfoResponse>());
+  REQUIRE(bad);
+  CHECK(bad->path == "rt_peers[1].onion_addr");
+  CHECK(bad->offset == 2);
+  CHECK(bad->byte == 0xff);
+  debug.mutable_rt_peers(1)->set_onion_addr("abcd.onion");
+  CHECK_FALSE(find_bad_utf8(debug, string_plan_for<ensemble::api::GetDebugInfoResponse>()));
+
+  ensemble::api::ServiceClientMessage action;  // a oneof member
+  action.mutable_introduce_peers()->set_session_id("s\x80");
+  action.mutable_introduce_peers()->set_payload("\xff\xff");  // bytes: never looked at
+  bad = find_bad_utf8(action, string_plan_for<ensemble::api::ServiceClientMessage>());
+  REQUIRE(bad);
+  CHECK(bad->path == "introduce_peers.session_id");
+  action.mutable_manifest()->add_allowlist("ok");  // switches the oneof to the manifest
+  action.mutable_manifest()->add_allowlist("\xc3");
+  bad = find_bad_utf8(action, string_plan_for<ensemble::api::ServiceClientMessage>());
+  REQUIRE(bad);
+  CHECK(bad->path == "manifest.allowlist[1]");
+}
+
 TEST_CASE("an action with invalid UTF-8 throws before it is queued; the stream lives on") {
   Registered r;
   const std::string peer = peer_address(1);

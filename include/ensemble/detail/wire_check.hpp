@@ -25,6 +25,7 @@
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -92,6 +93,10 @@ struct StringPlan {
     const StringPlan* plan;
   };
   std::vector<Nested> messages;  // only those whose type can hold a string somewhere
+  // Message fields inside a oneof (ServiceClientMessage.msg: one action per message) are
+  // found through the oneof's case, one lookup instead of a presence test per member.
+  std::vector<const google::protobuf::OneofDescriptor*> oneofs;
+  std::vector<Nested> oneof_messages;
 };
 
 class StringPlans {
@@ -114,8 +119,15 @@ class StringPlans {
       } else if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
         const bool in_progress = plans_.count(field->message_type()) != 0;
         const StringPlan* nested = build(field->message_type());
-        if (in_progress || !nested->strings.empty() || !nested->messages.empty()) {
-          plan->messages.push_back({field, nested});
+        if (in_progress || !nested->strings.empty() || !nested->messages.empty() || !nested->oneofs.empty()) {
+          if (const auto* oneof = field->real_containing_oneof()) {
+            if (std::find(plan->oneofs.begin(), plan->oneofs.end(), oneof) == plan->oneofs.end()) {
+              plan->oneofs.push_back(oneof);
+            }
+            plan->oneof_messages.push_back({field, nested});
+          } else {
+            plan->messages.push_back({field, nested});
+          }
         }
       }
     }
@@ -178,6 +190,18 @@ inline std::optional<BadUtf8> find_bad_utf8(const google::protobuf::Message& mes
         bad->path = field->name() + "." + bad->path;
         return bad;
       }
+    }
+  }
+  for (const auto* oneof : plan.oneofs) {
+    const auto* field = reflection->GetOneofFieldDescriptor(message, oneof);
+    if (field == nullptr) continue;
+    for (const auto& nested : plan.oneof_messages) {
+      if (nested.field != field) continue;
+      if (auto bad = find_bad_utf8(reflection->GetMessage(message, field), *nested.plan)) {
+        bad->path = field->name() + "." + bad->path;
+        return bad;
+      }
+      break;
     }
   }
   return std::nullopt;
