@@ -445,6 +445,27 @@ TEST_CASE("wait_for_daemon: start() waits through UNIMPLEMENTED while Tor bootst
   }
 }
 
+TEST_CASE("wait_for_daemon retries the daemon double's UNIMPLEMENTED registry, within max_attempts") {
+  test_support::TempDir dir;
+  DaemonDouble daemon{DaemonDoubleOptions{.unix_socket = (dir / "api.sock").string(), .registry_enabled = false}};
+  ensemble::Client client({.socket_path = daemon.unix_socket_path()});
+  auto options = waiting_options();
+  options.reconnect.max_attempts = 3;
+  auto svc = client.service("bot", options);
+  std::atomic<int> waits{0};
+  svc->on_state([&](ensemble::ServiceState s) {
+    if (s == ensemble::ServiceState::reconnecting) ++waits;
+  });
+  try {
+    svc->start();
+    FAIL("start() should have thrown");
+  } catch (const ensemble::RegistrationError& e) {
+    CHECK(e.code() == grpc::StatusCode::UNIMPLEMENTED);
+    CHECK(e.daemon_message() == "service registry not configured on this daemon");
+  }
+  CHECK(waits == 2);  // three attempts, two waits between them
+}
+
 TEST_CASE("Client::wait_until_ready waits for GetStatus \"ready\", through a missing socket") {
   test_support::TempDir dir;
   const std::string socket = (dir / "api.sock").string();

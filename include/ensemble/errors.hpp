@@ -118,8 +118,10 @@ class RpcError : public Error {
 };
 
 // RegisterService ended before the daemon sent `registered`: name taken (ALREADY_EXISTS), a
-// bad manifest (INVALID_ARGUMENT), auth (UNAUTHENTICATED / PERMISSION_DENIED), or nothing
-// listening (UNAVAILABLE). daemon_message() is the daemon's own text.
+// bad manifest (INVALID_ARGUMENT), auth (UNAUTHENTICATED / PERMISSION_DENIED), nothing
+// listening (UNAVAILABLE), a registry not up yet while Tor bootstraps (UNIMPLEMENTED), no
+// answer within ServiceOptions::registration_timeout (DEADLINE_EXCEEDED), or cancel()
+// while waiting (CANCELLED). daemon_message() is the daemon's own text.
 class RegistrationError : public RpcError {
  public:
   RegistrationError(std::string service_name, grpc::Status status)

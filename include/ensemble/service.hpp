@@ -43,6 +43,7 @@
 #include <ensemble/node_types.hpp>
 #include <ensemble/service_options.hpp>
 
+#include <grpcpp/alarm.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/support/client_callback.h>
 #include <sodium.h>
@@ -70,7 +71,8 @@ enum class ServiceState {
   idle,          // constructed, start() not called
   registering,   // RegisterService open, waiting for `registered`
   registered,    // address() valid, actions accepted
-  reconnecting,  // stream lost, ReconnectPolicy is waiting to register again
+  reconnecting,  // between attempts: the stream was lost (ReconnectPolicy), or start() waits
+                 // for a daemon that is not ready yet (ServiceOptions::wait_for_daemon)
   closed,        // ended for good; wait() returns
 };
 
@@ -473,6 +475,7 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
       registration.swap(registration_);
       changed_.notify_all();
     }
+    disarm_registration_timer();
     if (registration) registration->set_value();
     notify_state(ServiceState::registered);
   }
@@ -535,6 +538,7 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   // ---- The one ending (per stream attempt) ----
   void OnDone(const grpc::Status& status) override {
     detail::CallbackScope scope;
+    disarm_registration_timer();
     std::vector<api::ServiceClientMessage> unsent;
     bool reconnect = false;
     grpc::Status final_status = status;
@@ -695,37 +699,54 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
     StartWrite(&outgoing_);
     StartRead(&incoming_);
     AddHold();
-    StartCall();
+    // Before StartCall, so the attempt's OnDone (which disarms it) cannot come first.
     arm_registration_timer(attempt);
+    StartCall();
   }
 
   // ServiceOptions::registration_timeout, for every attempt (the first, each wait for the
   // daemon, each reconnect): an attempt still registering when it expires is cancelled and
-  // ends DEADLINE_EXCEEDED. The timer thread holds a reference and leaves as soon as the
-  // attempt is decided, so it never outlives the service by more than that.
+  // ends DEADLINE_EXCEEDED. A gRPC alarm rather than a thread, so a thousand services
+  // registering at once cost no thread each. Its callback holds a reference; the alarm is
+  // cancelled as soon as the attempt is decided (registered, or OnDone), so it never keeps a
+  // finished service alive.
   void arm_registration_timer(std::uint64_t attempt) {
     const auto limit = options_.registration_timeout;
     if (limit.count() <= 0) return;
+    auto alarm = std::make_unique<grpc::Alarm>();
     refs_.fetch_add(1, std::memory_order_relaxed);
-    std::thread([this, attempt, limit] {
-      bool expired = false;
-      {
-        std::unique_lock lock(mu_);
-        auto decided = [&] {
-          return attempt_id_ != attempt || state_ != ServiceState::registering || !attempt_active_;
-        };
-        changed_.wait_for(lock, limit, decided);
-        expired = !decided();
-        if (expired) attempt_timed_out_ = true;
-      }
-      if (expired) {
-        // Outside mu_, as in cancel_call(); context_attempt_ makes sure a newer attempt's
-        // context is never the one cancelled.
-        std::lock_guard context_lock(context_mu_);
-        if (context_ && context_attempt_ == attempt) context_->TryCancel();
-      }
+    alarm->Set(std::chrono::system_clock::now() + limit, [this, attempt](bool fired) {
+      detail::CallbackScope scope;
+      if (fired) on_registration_timeout(attempt);
       unref();
-    }).detach();
+    });
+    std::unique_ptr<grpc::Alarm> previous;
+    {
+      std::lock_guard lock(mu_);
+      previous = std::exchange(registration_alarm_, std::move(alarm));
+    }
+    // `previous` belonged to an attempt already decided; dropping it cancels it.
+  }
+
+  void disarm_registration_timer() {
+    std::unique_ptr<grpc::Alarm> alarm;
+    {
+      std::lock_guard lock(mu_);
+      alarm = std::move(registration_alarm_);
+    }
+    if (alarm) alarm->Cancel();  // its callback runs with fired == false and lets go
+  }
+
+  void on_registration_timeout(std::uint64_t attempt) {
+    {
+      std::lock_guard lock(mu_);
+      if (attempt_id_ != attempt || state_ != ServiceState::registering || !attempt_active_) return;
+      attempt_timed_out_ = true;
+    }
+    // Outside mu_, as in cancel_call(); context_attempt_ makes sure a newer attempt's
+    // context is never the one cancelled.
+    std::lock_guard context_lock(context_mu_);
+    if (context_ && context_attempt_ == attempt) context_->TryCancel();
   }
 
   void schedule_reconnect() {
@@ -859,6 +880,7 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   std::mutex context_mu_;
   std::unique_ptr<grpc::ClientContext> context_;
   std::uint64_t context_attempt_ = 0;  // the attempt context_ belongs to (under context_mu_)
+  std::unique_ptr<grpc::Alarm> registration_alarm_;  // the current attempt's timeout (under mu_)
 
   std::atomic<int> refs_{1};
   std::atomic<std::uint64_t> events_received_{0};
