@@ -189,7 +189,9 @@ TEST_CASE("a unary request or a stream request with invalid UTF-8 throws, naming
              Contains("SendFile: field SendFileRequest.file_path") && Contains("offset 8"));
   CHECK(r.client.open_calls() == 2);  // only the two services
   CHECK_FALSE(called);
-  // The operator's own path still works with valid text.
+  // The operator's own path still works with valid text (dialled first, as the daemon
+  // wants an established connection before a chat).
+  REQUIRE(r.client.connect(peer).accepted);
   CHECK_FALSE(r.client.send(peer, "caf\xc3\xa9").empty());
 }
 
@@ -569,6 +571,22 @@ TEST_CASE("keepalive notices a frozen daemon (SIGSTOP): the service leaves regis
     REQUIRE(status);
     CHECK(status->error_code() == grpc::StatusCode::UNAVAILABLE);
     CHECK(svc->state() == ensemble::ServiceState::closed);
+  }
+  SECTION("with the reconnect policy on, it takes over") {
+    ensemble::Client client({.socket_path = socket, .keepalive_interval = 1s, .keepalive_timeout = 1s});
+    ensemble::ServiceOptions options;
+    options.reconnect.enabled = true;
+    auto svc = client.service("frozen", options);
+    std::atomic<bool> reconnecting{false};
+    svc->on_state([&](ensemble::ServiceState s) {
+      if (s == ensemble::ServiceState::reconnecting) reconnecting = true;
+    });
+    svc->start();
+    REQUIRE(::kill(daemon.pid(), SIGSTOP) == 0);
+    CHECK(eventually([&] { return reconnecting.load(); }, 15s));
+    ::kill(daemon.pid(), SIGCONT);
+    svc->cancel();
+    svc->wait();
   }
   SECTION("without keepalive nothing notices (what the option is for)") {
     ensemble::Client client({.socket_path = socket, .keepalive_interval = 0ms});
