@@ -41,15 +41,12 @@ class ScriptedDaemon final : public ensemble::api::EnsembleService::CallbackServ
     if (!server_) return;
     {
       std::lock_guard lock(mu_);
-      stopping_ = true;
       for (auto* s : streams_) s->end(grpc::Status(grpc::StatusCode::UNAVAILABLE, "daemon stopping"));
       for (auto* s : subscribers_) s->end();
     }
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
     server_.reset();
   }
-
-  bool listening() const { return server_ != nullptr; }
 
   void set_tor_state(std::string state) {
     std::lock_guard lock(mu_);
@@ -203,7 +200,6 @@ class ScriptedDaemon final : public ensemble::api::EnsembleService::CallbackServ
   std::vector<std::pair<std::string, std::string>> events_;
   std::vector<Subscriber*> subscribers_;
   std::vector<Stream*> streams_;
-  bool stopping_ = false;
   std::unique_ptr<grpc::Server> server_;
 };
 

@@ -10,9 +10,10 @@
 //     unregisters the service;
 //   - a message may be at most 4,194,304 bytes serialized (RESOURCE_EXHAUSTED).
 //
-// Every path that puts a request on the wire calls check_outgoing(): the unary helpers
-// (unary.hpp), the server-streaming calls (read_stream.hpp), a service's manifest and its
-// actions (service.hpp). The walk is generic over the message's descriptor, so a field added
+// Every path that puts a request on the wire goes through outgoing_problem() (or
+// check_outgoing(), which throws what it finds): the unary helpers (unary.hpp), the
+// server-streaming calls (read_stream.hpp), a service's manifest and its actions
+// (service.hpp). The walk is generic over the message's descriptor, so a field added
 // to the .proto later is checked without anyone remembering to. To stay cheap on hot paths
 // (send_message / send_bytes at the raw gRPC rate), the descriptor is walked once per message
 // type into a plan holding only the string fields and the message fields that can contain
@@ -36,9 +37,6 @@
 #include <vector>
 
 namespace ensemble::detail {
-
-// The daemon's receive limit with grpc-go's default settings.
-inline constexpr std::size_t kDaemonMaxMessageBytes = 4'194'304;
 
 // Offset of the first byte that does not belong to a valid UTF-8 sequence, or nullopt when
 // `s` is valid. "Valid" as Go's utf8.Valid has it (what protobuf-go applies): shortest
