@@ -12,6 +12,7 @@
 #include <ensemble/ensemble.hpp>
 #include <ensemble/testing/daemon_double.hpp>
 
+#include "support/freezable_proxy.hpp"
 #include "support/loopbackd_process.hpp"
 #include "support/scripted_daemon.hpp"
 #include "support/tempdir.hpp"
@@ -597,4 +598,22 @@ TEST_CASE("keepalive notices a frozen daemon (SIGSTOP): the service leaves regis
     CHECK(svc->state() == ensemble::ServiceState::registered);
     ::kill(daemon.pid(), SIGCONT);
   }
+}
+
+TEST_CASE("keepalive goes on pinging a quiet stream, so a freeze after many pings is noticed too") {
+  // A server that takes pings at any rate, behind a proxy the test freezes: gRPC's client
+  // stops pinging after 2 pings without data unless told otherwise, and a daemon that froze
+  // after that would never be noticed.
+  test_support::ScriptedDaemon daemon("127.0.0.1:0", /*permit_pings=*/true);
+  test_support::FreezableProxy proxy(daemon.tcp_port());
+  ensemble::Client client({.addr = "127.0.0.1:" + std::to_string(proxy.port()),
+                           .keepalive_interval = 500ms,
+                           .keepalive_timeout = 1s});
+  auto svc = client.service("quiet");
+  svc->start();
+  CHECK_FALSE(svc->wait_for(3500ms));  // about 6 pings, all answered: still registered
+  proxy.freeze();
+  const auto status = svc->wait_for(10s);
+  REQUIRE(status);
+  CHECK(status->error_code() == grpc::StatusCode::UNAVAILABLE);
 }

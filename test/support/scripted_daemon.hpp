@@ -29,12 +29,23 @@ class ScriptedDaemon final : public ensemble::api::EnsembleService::CallbackServ
   std::atomic<bool> answer_registration{true};
   std::atomic<int> register_calls{0};
 
-  explicit ScriptedDaemon(const std::string& socket_path) {
+  explicit ScriptedDaemon(const std::string& socket_path) : ScriptedDaemon("unix:" + socket_path, false) {}
+
+  // Listens on `uri` ("unix:/path" or "127.0.0.1:0"; tcp_port() tells the port bound).
+  // permit_pings: unlike the daemon, take client pings at any rate (no GOAWAY
+  // "too_many_pings"), so a test can watch many keepalive pings on a quiet stream.
+  ScriptedDaemon(const std::string& uri, bool permit_pings) {
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials());
+    builder.AddListeningPort(uri, grpc::InsecureServerCredentials(), &tcp_port_);
+    if (permit_pings) {
+      builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 0);
+      builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+    }
     builder.RegisterService(this);
     server_ = builder.BuildAndStart();
   }
+
+  int tcp_port() const { return tcp_port_; }
   ~ScriptedDaemon() override { stop(); }
 
   void stop() {
@@ -200,6 +211,7 @@ class ScriptedDaemon final : public ensemble::api::EnsembleService::CallbackServ
   std::vector<std::pair<std::string, std::string>> events_;
   std::vector<Subscriber*> subscribers_;
   std::vector<Stream*> streams_;
+  int tcp_port_ = 0;
   std::unique_ptr<grpc::Server> server_;
 };
 
