@@ -23,6 +23,7 @@
 #include <csignal>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -467,6 +468,46 @@ TEST_CASE("wait_for_daemon retries the daemon double's UNIMPLEMENTED registry, w
     CHECK(e.daemon_message() == "service registry not configured on this daemon");
   }
   CHECK(waits == 2);  // three attempts, two waits between them
+}
+
+TEST_CASE("against the double's start-up window (socket late, then Tor bootstrapping)") {
+  test_support::TempDir dir;
+  DaemonDouble daemon{DaemonDoubleOptions{.unix_socket = (dir / "api.sock").string(),
+                                          .socket_delay = 400ms,
+                                          .bootstrap_time = 800ms}};
+  ensemble::Client client({.socket_path = (dir / "api.sock").string()});
+
+  SECTION("a service started at once registers once the daemon is ready") {
+    auto svc = client.service("sidecar", waiting_options());
+    svc->start();
+    CHECK(svc->state() == ensemble::ServiceState::registered);
+    CHECK(daemon.service_address("sidecar") == svc->address());
+  }
+  SECTION("wait_until_ready returns once tor_state is \"ready\"; the Tor events decode") {
+    std::mutex mu;
+    std::vector<int> percents;
+    std::optional<ensemble::TorReady> ready_event;
+    std::shared_ptr<ensemble::EventSubscription> sub;
+    // Subscribe as soon as the socket is there, to see the bootstrap.
+    REQUIRE(eventually([&] {
+      sub = client.events([&](const ensemble::DaemonEvent& ev) {
+        std::lock_guard lock(mu);
+        if (auto b = ensemble::TorBootstrap::from_event(ev)) percents.push_back(b->percent);
+        if (auto r = ensemble::TorReady::from_event(ev)) ready_event = r;
+      });
+      std::this_thread::sleep_for(50ms);
+      return !sub->done();
+    }));
+    const ensemble::NodeStatus status = client.wait_until_ready(20s);
+    CHECK(status.tor_state == "ready");
+    REQUIRE(eventually([&] {
+      std::lock_guard lock(mu);
+      return ready_event.has_value();
+    }));
+    std::lock_guard lock(mu);
+    CHECK(ready_event->onion == daemon.node_onion());
+    for (int p : percents) CHECK((p >= 0 && p <= 100));
+  }
 }
 
 TEST_CASE("Client::wait_until_ready waits for GetStatus \"ready\", through a missing socket") {
