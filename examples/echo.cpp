@@ -36,6 +36,9 @@ std::shared_ptr<ensemble::ChatService> make_echo(ensemble::Client& client, const
   options.description = "answers every chat with \"echo: <text>\"";
   options.acl = s.acl;
   options.reconnect.enabled = s.reconnect;  // see the README's "Reconnect" section
+  // Started alongside its daemon (a sidecar), the bot may be first: wait for the socket and
+  // for Tor, rather than failing start().
+  options.wait_for_daemon = s.reconnect;
 
   auto echo = client.service(s.name, options);
   // A raw pointer, not the shared_ptr: a handler holding the shared_ptr would keep its own
@@ -56,11 +59,17 @@ std::shared_ptr<ensemble::ChatService> make_echo(ensemble::Client& client, const
     }
   });
   echo->on_error([](const ensemble::ServiceError& e) { say("echo: daemon says: ", e.message); });
-  // Only --reconnect ever passes through `reconnecting`. The address stays the same after
-  // it: the daemon keeps the keypair of a name.
+  // Only --reconnect ever passes through `reconnecting`: while start() waits for a daemon
+  // that is not ready yet (no address so far), and after losing a registered one. The
+  // address stays the same after that: the daemon keeps the keypair of a name.
   auto lost = std::make_shared<std::atomic<bool>>(false);
-  echo->on_state([bot, lost](ensemble::ServiceState state) {
+  auto waiting = std::make_shared<std::atomic<bool>>(false);
+  echo->on_state([bot, lost, waiting](ensemble::ServiceState state) {
     if (state == ensemble::ServiceState::reconnecting) {
+      if (bot->address().empty()) {
+        if (!waiting->exchange(true)) say("echo: the daemon is not ready yet; waiting for it");
+        return;
+      }
       *lost = true;
       say("echo: lost the daemon; registering again");
     } else if (state == ensemble::ServiceState::registered && lost->exchange(false)) {
@@ -143,7 +152,7 @@ int main(int argc, char** argv) {
   cli.option("name", "NAME", "service name to register (default $ENSEMBLE_SERVICE_NAME, else echo)")
       .option("acl", "public|contacts", "who may reach the bot (default public)")
       .flag("accept", "accept connection requests (default: reject them, with a reason)")
-      .flag("reconnect", "when the daemon goes away, keep registering again until it is back")
+      .flag("reconnect", "wait for a daemon not up yet; when it goes away, register again once back")
       .flag("demo", "start an in-process daemon double and a peer, show a round trip, exit")
       .epilog(
           "Without --socket or --addr the bot reads the daemon's spawn contract from the\n"

@@ -38,6 +38,14 @@ class Replies {
   explicit Replies(std::string peer) : peer_(std::move(peer)) {}
 
   void on_event(const ensemble::DaemonEvent& event) {
+    if (const auto state = ensemble::DaemonConnectionState::from_event(event)) {
+      if (state->peer_addr != peer_) return;
+      say("operator: connection to ", short_addr(peer_), " is ", state->state_name());
+      std::lock_guard lock(mu_);
+      dial_seen_ = true;
+      changed_.notify_all();
+      return;
+    }
     const auto chat = ensemble::DaemonChatMessage::from_event(event);
     if (!chat) return;  // another event type, or not a usable chat
     if (!chat->incoming()) {
@@ -58,6 +66,14 @@ class Replies {
     return count_;
   }
 
+  // True once an event about our own dial has arrived: the proof that the subscription is
+  // live (the daemon confirms a subscription only with its first event), so from here on
+  // no reply can slip past it.
+  bool wait_dial_seen(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, timeout, [&] { return dial_seen_ || stopped_; }) && dial_seen_;
+  }
+
   void stop() {
     std::lock_guard lock(mu_);
     stopped_ = true;
@@ -69,6 +85,7 @@ class Replies {
   std::mutex mu_;
   std::condition_variable changed_;
   int count_ = 0;
+  bool dial_seen_ = false;
   bool stopped_ = false;
 };
 
@@ -79,9 +96,10 @@ int chat_as_operator(ensemble::Client& client, const std::string& peer,
   Replies replies(peer);
   examples::OnSignal on_signal([&](int) { replies.stop(); });
 
-  // Subscribe before sending, so no reply can slip past before anyone listens.
+  // Subscribe before dialling and sending. The daemon confirms a subscription only with its
+  // first event, so the proof that it is live is an event we cause ourselves: the dial's
+  // connection_state, awaited below before the first message goes out.
   auto events = client.events([&replies](const ensemble::DaemonEvent& ev) { replies.on_event(ev); });
-  events->wait_started(std::chrono::seconds(5));
 
   const ensemble::NodeIdentity me = client.get_identity();
   say("operator: I am ", me.address);
@@ -92,6 +110,11 @@ int chat_as_operator(ensemble::Client& client, const std::string& peer,
     return examples::kExitFailure;
   }
   say("operator: connected to ", short_addr(peer));
+  if (!replies.wait_dial_seen(std::chrono::seconds(5))) {
+    // A daemon that reported nothing about the dial: the subscription is probably in place
+    // (it was opened first), but nothing proves it.
+    say("operator: (no connection_state event for the dial; sending anyway)");
+  }
 
   for (const std::string& text : messages) {
     say("operator -> ", short_addr(peer), ": ", text);

@@ -3,10 +3,12 @@
 
     echo_loopbackd.py LOOPBACKD KEYGEN ECHO OPERATOR_CHAT
 
-1. ensemble-keygen writes an admin seed; loopbackd starts with its public key on a Unix
-   socket (and a data dir, so addresses survive a restart).
-2. `echo --socket S --seed F --reconnect --accept` registers; `operator_chat` (a third process) dials
-   it as the operator and gets the echo back.
+1. ensemble-keygen writes an admin seed; `echo --socket S --seed F --reconnect --accept`
+   starts before its daemon, as a sidecar may, and waits for the socket; loopbackd then
+   starts with the seed's public key on that Unix socket (and a data dir, so addresses
+   survive a restart).
+2. the bot registers; `operator_chat` (a third process) dials it as the operator and gets
+   the echo back.
 3. loopbackd is stopped under the running bot and started again on the same socket and data
    dir: the bot says it lost the daemon, registers again at the same address, and answers.
 4. A second bot started with only the spawn contract in its environment (ENSEMBLE_SOCKET,
@@ -100,14 +102,15 @@ def main():
             daemon_argv = [loopbackd, "--api-socket", sock, "--admin-key", public_key,
                            "--data-dir", os.path.join(tmp, "data"),
                            "--loopback-dir", os.path.join(tmp, "rendezvous")]
-            print("1. loopbackd with an admin key", flush=True)
+            print("1. echo --reconnect starts before its daemon (a sidecar); loopbackd follows", flush=True)
+            bot = Proc("echo", [echo, "--socket", sock, "--seed", seed, "--reconnect", "--accept"])
+            procs.append(bot)
+            bot.expect(r"^echo: the daemon is not ready yet; waiting for it$")
             daemon = Proc("loopbackd", daemon_argv)
             procs.append(daemon)
             daemon.expect(r"^ready node=E\w+ .*api-socket=" + re.escape(sock))
 
             print("2. echo registers; operator_chat gets its echo", flush=True)
-            bot = Proc("echo", [echo, "--socket", sock, "--seed", seed, "--reconnect", "--accept"])
-            procs.append(bot)
             address = bot.expect(r"^echo: registered as (E\w{33}) ").group(1)
             chat = [operator_chat, "--socket", sock, "--seed", seed, "--to", address, "--wait", "15"]
             done = run(chat + ["--message", "hello across processes"])

@@ -33,10 +33,12 @@
 #include <ensemble/service_options.hpp>
 #include <ensemble/spawn.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -56,7 +58,8 @@ class Client {
     // Two statements: make_channel checks the token, so it must run before the token is
     // moved out (the order of evaluating one call's arguments is unspecified).
     auto channel = detail::make_channel(options, std::move(signer));
-    conn_ = detail::make_connection(std::move(channel), std::move(options.service_token));
+    conn_ = detail::make_connection(std::move(channel), std::move(options.service_token),
+                                    options.max_message_bytes);
   }
 
   // The client for the environment the process was started in (daemon-protocol.md §8):
@@ -209,6 +212,48 @@ class Client {
           async->GetStatus(ctx, req, resp, std::move(done));
         },
         detail::to_node_status, std::move(callback));
+  }
+
+  // Blocks until the daemon reports itself ready: GetStatus tor_state "ready", which is
+  // when Tor has bootstrapped and RegisterService works (the daemon's tor_ready event
+  // marks the same moment). Polls GetStatus with a backoff of 100 ms doubling to 2 s,
+  // through a daemon that is not there yet (UNAVAILABLE) or still "bootstrapping". Returns
+  // that status. Throws RpcError: DEADLINE_EXCEEDED when `timeout` passes first (zero: no
+  // limit), FAILED_PRECONDITION when tor_state is "disabled" (Tor failed to start, so the
+  // registry never comes up), or the status of any other failed call (auth, ...). For a
+  // service, ServiceOptions::wait_for_daemon does the same waiting inside start().
+  NodeStatus wait_until_ready(std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+    using clock = std::chrono::steady_clock;
+    const auto deadline = timeout.count() > 0 ? clock::now() + timeout : clock::time_point::max();
+    std::chrono::milliseconds delay(100);
+    std::string last = "no answer yet";
+    while (true) {
+      CallOptions call;
+      if (timeout.count() > 0) {
+        call.timeout = std::max(std::chrono::milliseconds(1),
+                                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()));
+      }
+      try {
+        NodeStatus status = get_status(call);
+        if (status.tor_state == "ready") return status;
+        if (status.tor_state == "disabled") {
+          throw RpcError("GetStatus", grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                                   "tor_state \"disabled\": Tor failed to start, so the daemon's "
+                                                   "service registry will not come up"));
+        }
+        last = "tor_state \"" + status.tor_state + "\"";
+      } catch (const RpcError& e) {
+        if (e.code() != grpc::StatusCode::UNAVAILABLE && e.code() != grpc::StatusCode::DEADLINE_EXCEEDED) throw;
+        last = e.what();
+      }
+      if (clock::now() + delay >= deadline) {
+        throw RpcError("GetStatus", grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                                 "the daemon was not ready within " + std::to_string(timeout.count()) +
+                                                     " ms (last: " + last + ")"));
+      }
+      std::this_thread::sleep_for(delay);
+      delay = std::min(delay * 2, std::chrono::milliseconds(2000));
+    }
   }
 
   std::vector<Contact> list_contacts(CallOptions options = {}) {

@@ -4,6 +4,7 @@
 #include <ensemble/auth.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <optional>
 #include <string>
 
@@ -38,6 +39,28 @@ struct ClientOptions {
   // auth on that call, so it is not signed. Being gRPC metadata it must be printable ASCII
   // (0x20 to 0x7E) with no space at either end; empty means none.
   std::string service_token{};
+
+  // The largest message (serialized) the library will send. The daemon ends any call that
+  // carries a larger one (RESOURCE_EXHAUSTED; on RegisterService that unregisters the
+  // service), so an action or request over this throws InvalidArgumentError before anything
+  // is queued. The default is the daemon's own limit (grpc-go's default, 4 MiB); change it
+  // only for a daemon configured otherwise. 0 turns the check off.
+  std::size_t max_message_bytes = 4'194'304;
+
+  // How a frozen daemon (a stopped process, a dead host behind TCP) is noticed: while a call
+  // is open and the daemon has sent nothing for keepalive_interval, gRPC pings it; without
+  // an answer within keepalive_timeout the connection is closed, every open stream ends
+  // UNAVAILABLE and a service's ReconnectPolicy takes over. Without this a stopped daemon
+  // leaves a service "registered" forever.
+  //
+  // The default (5 minutes) is the shortest interval the daemon tolerates: it allows one
+  // ping per 5 minutes while it sends nothing, and after 3 earlier pings it sends GOAWAY
+  // "too_many_pings" and closes the connection, ending every stream on it (UNAVAILABLE; a
+  // service then reconnects, an event subscription ends). A shorter interval therefore costs
+  // that GOAWAY on a quiet daemon: use one only against a daemon (or test double) that
+  // permits it. Zero turns keepalive off. No pings are sent without an open call.
+  std::chrono::milliseconds keepalive_interval{300'000};
+  std::chrono::milliseconds keepalive_timeout{20'000};
 };
 
 // Per-call settings for node-level calls (Client::get_status(…, CallOptions{…}) etc.).

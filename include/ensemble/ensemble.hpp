@@ -12,6 +12,7 @@
 #include <ensemble/file_transfer.hpp>
 #include <ensemble/log.hpp>
 #include <ensemble/node_events.hpp>
+#include <ensemble/node_states.hpp>
 #include <ensemble/node_types.hpp>
 #include <ensemble/result.hpp>
 #include <ensemble/rpc_service.hpp>

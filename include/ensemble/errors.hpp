@@ -118,8 +118,10 @@ class RpcError : public Error {
 };
 
 // RegisterService ended before the daemon sent `registered`: name taken (ALREADY_EXISTS), a
-// bad manifest (INVALID_ARGUMENT), auth (UNAUTHENTICATED / PERMISSION_DENIED), or nothing
-// listening (UNAVAILABLE). daemon_message() is the daemon's own text.
+// bad manifest (INVALID_ARGUMENT), auth (UNAUTHENTICATED / PERMISSION_DENIED), nothing
+// listening (UNAVAILABLE), a registry not up yet while Tor bootstraps (UNIMPLEMENTED), no
+// answer within ServiceOptions::registration_timeout (DEADLINE_EXCEEDED), or cancel()
+// while waiting (CANCELLED). daemon_message() is the daemon's own text.
 class RegistrationError : public RpcError {
  public:
   RegistrationError(std::string service_name, grpc::Status status)
@@ -135,8 +137,10 @@ class RegistrationError : public RpcError {
   std::string service_name_;
 };
 
-// An argument the daemon would refuse (an empty text, an empty request id); thrown before
-// anything is sent.
+// An argument the daemon would refuse (an empty text, an empty request id), or a message it
+// would end the call for (a string field that is not valid UTF-8, a message over
+// ClientOptions::max_message_bytes); thrown before anything is queued or sent, with the
+// call, the field and the offset, or the size and the limit.
 class InvalidArgumentError : public Error {
  public:
   using Error::Error;

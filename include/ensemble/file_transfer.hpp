@@ -149,7 +149,7 @@ class FileTransfer final : private detail::ReadStream<api::TransferProgress> {
 
   FileTransfer(std::shared_ptr<detail::Connection> conn, api::SendFileRequest request,
                ProgressHandler on_progress, DoneHandler on_done)
-      : Base(std::move(conn)),
+      : Base(std::move(conn), "SendFile", request),
         request_(std::move(request)),
         on_progress_(std::move(on_progress)),
         on_done_(std::move(on_done)) {}

@@ -272,8 +272,16 @@ inline std::shared_ptr<EventSubscription> open_events(std::shared_ptr<Connection
 // the NEWEST events when it is full, so keep on_event short and hand slow work to a
 // thread of your own. An exception escaping on_event is printed to stderr and the stream
 // goes on. on_end runs once, on a gRPC thread, with the final status, before wait()
-// returns. cancel(), wait(), wait_for(), done() and wait_started() may be called from any
-// thread (wait() not from inside this stream's own callbacks).
+// returns. cancel(), wait(), wait_for() and done() may be called from any thread (wait()
+// not from inside this stream's own callbacks).
+//
+// When it is in place: the daemon delivers the events that happen after it has set the
+// subscription up, and it says nothing until then. It sends its response headers together
+// with the first event, so nothing tells a client that a subscription without events is
+// live (events_received() > 0 is the only proof). Subscribe before you do what causes the
+// events you want (a dial causes connection_state events, a send causes replies), and where
+// the very first one matters, wait for an event you caused yourself: examples/
+// operator_chat.cpp waits for its own dial's connection_state before it sends.
 //
 // Lifetime: when the last shared_ptr copy goes, the subscription is cancelled and, unless
 // that happens on a gRPC callback thread, the release waits until on_end has run; after
@@ -296,9 +304,6 @@ class EventSubscription final : private detail::ReadStream<api::DaemonEvent> {
   using Base::wait;
   using Base::wait_for;
   using Base::done;
-  // True once the daemon has confirmed the subscription (see ReadStream::wait_started:
-  // reliable against the daemon double; a Go daemon may confirm only with its first event).
-  using Base::wait_started;
 
   // Events handed to on_event so far.
   std::uint64_t events_received() const noexcept { return received_.load(std::memory_order_relaxed); }
@@ -309,7 +314,7 @@ class EventSubscription final : private detail::ReadStream<api::DaemonEvent> {
                                                                  const CallOptions&);
 
   EventSubscription(std::shared_ptr<detail::Connection> conn, EventHandler on_event, EndHandler on_end)
-      : Base(std::move(conn)), on_event_(std::move(on_event)), on_end_(std::move(on_end)) {}
+      : Base(std::move(conn), "Subscribe", api::SubscribeRequest{}), on_event_(std::move(on_event)), on_end_(std::move(on_end)) {}
 
   void on_message(api::DaemonEvent& message) override {
     received_.fetch_add(1, std::memory_order_relaxed);

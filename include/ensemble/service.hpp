@@ -37,12 +37,14 @@
 #include <ensemble/detail/connection.hpp>
 #include <ensemble/detail/dispatch.hpp>
 #include <ensemble/detail/unary.hpp>
+#include <ensemble/detail/wire_check.hpp>
 #include <ensemble/errors.hpp>
 #include <ensemble/events.hpp>
 #include <ensemble/log.hpp>
 #include <ensemble/node_types.hpp>
 #include <ensemble/service_options.hpp>
 
+#include <grpcpp/alarm.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/support/client_callback.h>
 #include <sodium.h>
@@ -70,7 +72,8 @@ enum class ServiceState {
   idle,          // constructed, start() not called
   registering,   // RegisterService open, waiting for `registered`
   registered,    // address() valid, actions accepted
-  reconnecting,  // stream lost, ReconnectPolicy is waiting to register again
+  reconnecting,  // between attempts: the stream was lost (ReconnectPolicy), or start() waits
+                 // for a daemon that is not ready yet (ServiceOptions::wait_for_daemon)
   closed,        // ended for good; wait() returns
 };
 
@@ -149,37 +152,30 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
 
   // Opens the stream, sends the manifest and blocks until the daemon answers. Throws
   // RegistrationError (ALREADY_EXISTS, INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED,
-  // UNAVAILABLE, or DEADLINE_EXCEEDED after ServiceOptions::registration_timeout).
-  void start() {
-    auto registered = start_async();
-    if (registered.wait_for(options_.registration_timeout) == std::future_status::timeout) {
-      cancel();
-      wait();
-      throw RegistrationError(name_, grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                                                  "no answer from the daemon within " +
-                                                      std::to_string(options_.registration_timeout.count()) +
-                                                      " ms"));
-    }
-    registered.get();
-  }
+  // UNAVAILABLE, UNIMPLEMENTED, or DEADLINE_EXCEEDED after ServiceOptions::registration_timeout).
+  // With ServiceOptions::wait_for_daemon it waits through a daemon that is not up yet
+  // (UNAVAILABLE) or still bootstrapping Tor (UNIMPLEMENTED), registering again with the
+  // ReconnectPolicy's backoff; cancel() from another thread gives up (CANCELLED).
+  void start() { start_async().get(); }
 
   // The same without blocking: the future becomes ready at `registered`, or holds the
   // RegistrationError.
   std::future<void> start_async() {
     std::future<void> registered;
+    std::uint64_t attempt = 0;
     {
       std::lock_guard lock(mu_);
       if (state_ != ServiceState::idle) throw Error("service \"" + name_ + "\" was already started");
       registration_ = std::promise<void>();
       registered = registration_->get_future();
       refs_.fetch_add(1, std::memory_order_relaxed);  // held by the stream until finish()
-      prepare_attempt_locked();
+      attempt = prepare_attempt_locked();
     }
     // Outside mu_: CallRegistry::cancel_all() holds the registry lock while it calls
     // cancel_call(), which takes mu_, so the lock order is registry -> mu_, never mu_ -> registry.
     conn_->calls.add(this);
     notify_state(ServiceState::registering);
-    start_attempt();
+    start_attempt(attempt);
     return registered;
   }
 
@@ -337,7 +333,21 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
         name_(std::move(name)),
         transport_(transport),
         options_(std::move(options)),
-        manifest_(detail::make_manifest(name_, transport_, options_)) {}
+        manifest_(detail::make_manifest(name_, transport_, options_)) {
+    // The manifest goes out on every registration attempt: check it once, here, so a bad
+    // description or allowlist entry fails at Client::service() rather than as a stream
+    // the daemon ends.
+    if (auto problem = detail::outgoing_problem(manifest_, conn_->max_message_bytes)) {
+      wipe_keypair_seed(manifest_);
+      throw InvalidArgumentError("the manifest of service \"" + name_ + "\": " + *problem);
+    }
+  }
+
+  // "send_message on service \"echo\"": the action, by its wire name, for error texts.
+  std::string action_name(const api::ServiceClientMessage& message) const {
+    const auto* field = api::ServiceClientMessage::descriptor()->FindFieldByNumber(message.msg_case());
+    return (field ? field->name() : std::string("an action")) + " on service \"" + name_ + "\"";
+  }
 
   ~Service() override {
     // Secrets in the manifest (keypair_seed) do not outlive the service.
@@ -366,6 +376,10 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   // Writes happen in call order, one at a time: if nothing is in flight this call starts
   // the write, otherwise the message waits in pending_ for OnWriteDone to pick it up.
   void enqueue(api::ServiceClientMessage message) {
+    // Before anything is queued: what the daemon would end the stream for (wire_check.hpp).
+    if (auto problem = detail::outgoing_problem(message, conn_->max_message_bytes)) {
+      throw InvalidArgumentError(action_name(message) + ": " + *problem);
+    }
     {
       std::lock_guard lock(mu_);
       if (!accepting_locked()) {
@@ -462,6 +476,7 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
       registration.swap(registration_);
       changed_.notify_all();
     }
+    disarm_registration_timer();
     if (registration) registration->set_value();
     notify_state(ServiceState::registered);
   }
@@ -524,8 +539,8 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   // ---- The one ending (per stream attempt) ----
   void OnDone(const grpc::Status& status) override {
     detail::CallbackScope scope;
+    disarm_registration_timer();
     std::vector<api::ServiceClientMessage> unsent;
-    std::optional<std::promise<void>> registration;
     bool reconnect = false;
     grpc::Status final_status = status;
     grpc::Status refusal = status;
@@ -536,9 +551,13 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
       unsent_.clear();
       for (auto& m : pending_) unsent.push_back(std::move(m));
       pending_.clear();
-      registration.swap(registration_);
       const bool was_registered = state_ == ServiceState::registered;
-      if (!status.ok() && status.error_message().empty() && !registration_error_.empty()) {
+      if (attempt_timed_out_) {
+        final_status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                    "no `registered` from the daemon within " +
+                                        std::to_string(options_.registration_timeout.count()) +
+                                        " ms (ServiceOptions::registration_timeout)");
+      } else if (!status.ok() && status.error_message().empty() && !registration_error_.empty()) {
         final_status = grpc::Status(status.error_code(), registration_error_);
       }
       // A registration that did not succeed never reports OK, even when the server ends the
@@ -551,17 +570,13 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
                                    : registration_error_);
         if (!user_closed_) final_status = refusal;
       }
-      if (!was_registered) ++failed_attempts_;
-      reconnect = options_.reconnect.enabled && ever_registered_ && !user_closed_ &&
-                  status.error_code() == grpc::StatusCode::UNAVAILABLE &&
-                  (options_.reconnect.max_attempts == 0 ||
-                   failed_attempts_ < options_.reconnect.max_attempts);
+      if (!was_registered) {
+        ++failed_attempts_;
+        refusal_ = final_status.ok() ? refusal : final_status;  // for start(), if this was the last attempt
+      }
+      reconnect = !user_closed_ && should_retry_locked(final_status, was_registered);
       if (reconnect) state_ = ServiceState::reconnecting;
       changed_.notify_all();
-    }
-    if (registration) {
-      registration->set_exception(
-          std::make_exception_ptr(RegistrationError(name_, final_status.ok() ? refusal : final_status)));
     }
     report_unsent(unsent, final_status);
     if (reconnect) {
@@ -573,9 +588,19 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   }
 
   void finish(const grpc::Status& status) {
+    std::optional<std::promise<void>> registration;
+    grpc::Status registration_failure;
     {
       std::lock_guard lock(mu_);
       state_ = ServiceState::closed;
+      registration.swap(registration_);
+      registration_failure = status.ok() ? refusal_ : status;
+    }
+    // start() ends here when no attempt ever registered (a refusal, or giving up waiting).
+    // It never reports OK: a user's close() during registration still fails start() with
+    // what the last attempt met.
+    if (registration) {
+      registration->set_exception(std::make_exception_ptr(RegistrationError(name_, registration_failure)));
     }
     notify_state(ServiceState::closed);
     call(closed_handler_, status);
@@ -620,10 +645,13 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   }
 
   // ---- Stream attempts (the first from start(), later ones from the reconnect policy) ----
-  void prepare_attempt_locked() {
+  std::uint64_t prepare_attempt_locked() {
+    ++attempt_id_;
+    attempt_timed_out_ = false;
     {
       std::lock_guard context_lock(context_mu_);
       context_ = std::make_unique<grpc::ClientContext>();
+      context_attempt_ = attempt_id_;
       if (!conn_->service_token.empty()) {
         context_->AddMetadata(std::string(kServiceTokenHeader), conn_->service_token);
       }
@@ -639,17 +667,87 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
     registration_error_.clear();
     write_in_flight_ = true;  // the manifest
     outgoing_ = manifest_;
+    return attempt_id_;
+  }
+
+  // Whether a stream that just ended (callers hold mu_) is worth another attempt:
+  //  - registered before (ReconnectPolicy::enabled): the daemon went away (UNAVAILABLE), or
+  //    a re-registration met a daemon still starting up again or timed out;
+  //  - never registered (ServiceOptions::wait_for_daemon): the daemon is not up yet
+  //    (UNAVAILABLE) or its registry is not, while Tor bootstraps (UNIMPLEMENTED "service
+  //    registry not configured on this daemon").
+  // Either way within ReconnectPolicy::max_attempts consecutive failures.
+  bool should_retry_locked(const grpc::Status& status, bool was_registered) const {
+    const auto& policy = options_.reconnect;
+    if (policy.max_attempts != 0 && failed_attempts_ >= policy.max_attempts) return false;
+    const auto code = status.error_code();
+    const bool not_ready = code == grpc::StatusCode::UNAVAILABLE ||
+                           (code == grpc::StatusCode::UNIMPLEMENTED &&
+                            status.error_message().find("service registry") != std::string::npos);
+    if (ever_registered_) {
+      if (!policy.enabled) return false;
+      return code == grpc::StatusCode::UNAVAILABLE ||
+             (!was_registered && (not_ready || code == grpc::StatusCode::DEADLINE_EXCEEDED));
+    }
+    return options_.wait_for_daemon && not_ready;
   }
 
   // Canonical order (gRPC's callback examples): bind, first write, first read, hold, call.
   // The hold keeps OnDone from running while a write may still be started from outside a
   // reaction; it is removed once, when the read side has ended and nothing is in flight.
-  void start_attempt() {
+  void start_attempt(std::uint64_t attempt) {
     conn_->stub->async()->RegisterService(context_.get(), this);
     StartWrite(&outgoing_);
     StartRead(&incoming_);
     AddHold();
+    // Before StartCall, so the attempt's OnDone (which disarms it) cannot come first.
+    arm_registration_timer(attempt);
     StartCall();
+  }
+
+  // ServiceOptions::registration_timeout, for every attempt (the first, each wait for the
+  // daemon, each reconnect): an attempt still registering when it expires is cancelled and
+  // ends DEADLINE_EXCEEDED. A gRPC alarm rather than a thread, so a thousand services
+  // registering at once cost no thread each. Its callback holds a reference; the alarm is
+  // cancelled as soon as the attempt is decided (registered, or OnDone), so it never keeps a
+  // finished service alive.
+  void arm_registration_timer(std::uint64_t attempt) {
+    const auto limit = options_.registration_timeout;
+    if (limit.count() <= 0) return;
+    auto alarm = std::make_unique<grpc::Alarm>();
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    alarm->Set(std::chrono::system_clock::now() + limit, [this, attempt](bool fired) {
+      detail::CallbackScope scope;
+      if (fired) on_registration_timeout(attempt);
+      unref();
+    });
+    std::unique_ptr<grpc::Alarm> previous;
+    {
+      std::lock_guard lock(mu_);
+      previous = std::exchange(registration_alarm_, std::move(alarm));
+    }
+    // `previous` belonged to an attempt already decided; dropping it cancels it.
+  }
+
+  void disarm_registration_timer() {
+    std::unique_ptr<grpc::Alarm> alarm;
+    {
+      std::lock_guard lock(mu_);
+      alarm = std::move(registration_alarm_);
+    }
+    if (alarm) alarm->Cancel();  // its callback runs with fired == false and lets go
+  }
+
+  void on_registration_timeout(std::uint64_t attempt) {
+    {
+      std::lock_guard lock(mu_);
+      if (attempt_id_ != attempt || state_ != ServiceState::registering || !attempt_active_) return;
+      attempt_timed_out_ = true;
+    }
+    // Outside mu_, as in cancel_call(); context_attempt_ makes sure a newer attempt's
+    // context is never the one cancelled.
+    std::lock_guard context_lock(context_mu_);
+    if (context_ && context_attempt_ == attempt) context_->TryCancel();
   }
 
   void schedule_reconnect() {
@@ -659,17 +757,18 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
       // thread so a handler that releases the service does not wait for its own return.
       detail::CallbackScope scope;
       bool give_up = false;
+      std::uint64_t attempt = 0;
       {
         std::unique_lock lock(mu_);
         changed_.wait_for(lock, delay, [&] { return user_closed_; });
         give_up = user_closed_;
-        if (!give_up) prepare_attempt_locked();
+        if (!give_up) attempt = prepare_attempt_locked();
       }
       if (give_up) {
         finish(grpc::Status(grpc::StatusCode::CANCELLED, "closed while reconnecting"));
       } else {
         notify_state(ServiceState::registering);
-        start_attempt();
+        start_attempt(attempt);
       }
       unref();
     }).detach();
@@ -781,6 +880,8 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
 
   std::mutex context_mu_;
   std::unique_ptr<grpc::ClientContext> context_;
+  std::uint64_t context_attempt_ = 0;  // the attempt context_ belongs to (under context_mu_)
+  std::unique_ptr<grpc::Alarm> registration_alarm_;  // the current attempt's timeout (under mu_)
 
   std::atomic<int> refs_{1};
   std::atomic<std::uint64_t> events_received_{0};
@@ -807,6 +908,9 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   bool user_closed_ = false;
   bool ever_registered_ = false;
   int failed_attempts_ = 0;
+  std::uint64_t attempt_id_ = 0;     // counts stream attempts, so a timer knows its own
+  bool attempt_timed_out_ = false;   // registration_timeout cancelled this attempt
+  grpc::Status refusal_;             // how the latest unregistered attempt ended, never OK
   bool finished_ = false;
   grpc::Status final_status_;
 };

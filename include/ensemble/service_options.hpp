@@ -32,7 +32,10 @@ enum class Transport {
 };
 
 // Opt-in re-registration when the daemon goes away (stream ends with UNAVAILABLE). The
-// handlers are kept; actions issued while down fail with ServiceClosedError.
+// handlers are kept; actions issued while down fail with ServiceClosedError. A
+// re-registration that meets a daemon still starting up again (UNIMPLEMENTED while Tor
+// bootstraps) or that times out (registration_timeout) is retried too. The backoff numbers
+// also pace ServiceOptions::wait_for_daemon.
 struct ReconnectPolicy {
   bool enabled = false;
   std::chrono::milliseconds initial_backoff{200};
@@ -52,8 +55,24 @@ struct ServiceOptions {
   std::uint32_t max_payload_bytes = 0;      // inbound cap; 0 = the daemon's default
   std::uint32_t rate_limit_per_minute = 0;  // inbound envelopes per minute; 0 = unlimited
   std::uint32_t rate_limit_burst = 0;
-  // How long start() waits for `registered` before cancelling the call.
-  std::chrono::milliseconds registration_timeout{30000};
+  // How long one registration attempt waits for `registered` before it is cancelled
+  // (DEADLINE_EXCEEDED). The daemon sends `registered` only after the service's onion
+  // descriptor is published: with Tor that commonly takes tens of seconds and occasionally
+  // minutes (in loopback mode it is immediate). The default, 10 minutes, is chosen so that
+  // a healthy daemon never fails it; lower it only where you know the daemon's Tor is
+  // fast. It applies to every attempt: start()'s, each retry of wait_for_daemon and each
+  // reconnect. Zero: wait without limit (a frozen daemon is still noticed through
+  // ClientOptions::keepalive_interval).
+  std::chrono::milliseconds registration_timeout{600'000};
+  // start() waits for a daemon that is not ready yet instead of failing: one whose socket
+  // does not exist yet (UNAVAILABLE) or whose service registry is not up while Tor
+  // bootstraps (UNIMPLEMENTED "service registry not configured on this daemon"). It
+  // registers again with the ReconnectPolicy's backoff (initial_backoff .. max_backoff,
+  // whether or not reconnect.enabled) until registered, until reconnect.max_attempts
+  // consecutive failures, or until cancel(). For a bot started alongside its daemon (a
+  // sidecar, a systemd unit ordered only loosely after it). Other refusals (ALREADY_EXISTS,
+  // INVALID_ARGUMENT, auth) still fail start() at once.
+  bool wait_for_daemon = false;
   ReconnectPolicy reconnect{};
 };
 

@@ -15,6 +15,8 @@
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -73,6 +75,22 @@ inline std::shared_ptr<grpc::ChannelCredentials> transport_credentials(const Cli
                      : grpc::InsecureChannelCredentials();
 }
 
+// Keepalive (ClientOptions::keepalive_interval): how a frozen daemon is noticed. The
+// daemon's enforcement (grpc-go defaults) allows one ping per 5 minutes while it sends
+// nothing, and none without an open call, so pings go only while a call is open. gRPC's
+// client would otherwise stop pinging a quiet stream after 2 pings without data, and a
+// daemon that froze after that would go unnoticed; spaced as the interval says, any number
+// of pings is within the daemon's policy.
+inline void apply_keepalive(grpc::ChannelArguments& args, const ClientOptions& o) {
+  if (o.keepalive_interval.count() <= 0) return;
+  const int interval = static_cast<int>(std::min<long long>(o.keepalive_interval.count(), INT32_MAX));
+  const int timeout = static_cast<int>(std::clamp<long long>(o.keepalive_timeout.count(), 1, INT32_MAX));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, interval);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, timeout);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+}
+
 inline std::shared_ptr<grpc::Channel> make_channel(const ClientOptions& o,
                                                    std::shared_ptr<const Signer> signer) {
   const std::string target = check_options(o);
@@ -92,6 +110,7 @@ inline std::shared_ptr<grpc::Channel> make_channel(const ClientOptions& o,
   // included), so a small value fails every call behind a listener slower than it.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  apply_keepalive(args, o);
   return grpc::CreateCustomChannel(target, creds, args);
 }
 

@@ -12,6 +12,7 @@
 #include <grpcpp/client_context.h>
 
 #include <condition_variable>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -70,12 +71,15 @@ struct Connection {
   std::unique_ptr<api::EnsembleService::Stub> stub;
   std::string service_token;
   CallRegistry calls;
+  // ClientOptions::max_message_bytes: the check_outgoing() limit (wire_check.hpp).
+  std::size_t max_message_bytes = 0;
 };
 
 inline std::shared_ptr<Connection> make_connection(std::shared_ptr<grpc::Channel> channel,
-                                                   std::string service_token) {
+                                                   std::string service_token,
+                                                   std::size_t max_message_bytes = 0) {
   auto* raw = new Connection{channel, api::EnsembleService::NewStub(channel),
-                             std::move(service_token), {}};
+                             std::move(service_token), {}, max_message_bytes};
   return std::shared_ptr<Connection>(raw, [](Connection* c) {
     if (on_callback_thread()) {
       std::thread([c] { delete c; }).detach();

@@ -19,6 +19,7 @@
 #include <ensemble/detail/callback_thread.hpp>
 #include <ensemble/detail/connection.hpp>
 #include <ensemble/detail/unary.hpp>
+#include <ensemble/detail/wire_check.hpp>
 
 #include <grpcpp/client_context.h>
 #include <grpcpp/support/client_callback.h>
@@ -66,18 +67,14 @@ class ReadStream : public grpc::ClientReadReactor<Response>, private LiveCall {
     return finished_;
   }
 
-  // Blocks until the daemon has answered the call with its response headers (true), or
-  // the call ended or `timeout` passed first (false). The daemon double sends headers as
-  // soon as the stream is set up; a Go daemon may hold them back until its first message,
-  // so against it `false` after a timeout means "not known yet", not "failed".
-  bool wait_started(std::chrono::milliseconds timeout) const {
-    std::unique_lock lock(mu_);
-    changed_.wait_for(lock, timeout, [&] { return started_ || finished_; });
-    return started_;
-  }
-
  protected:
-  explicit ReadStream(std::shared_ptr<Connection> conn) : conn_(std::move(conn)) {}
+  // `request` is the call's one request, checked here (wire_check.hpp) so that no
+  // server-streaming call can skip the check; a bad one throws before anything exists.
+  template <class Request>
+  ReadStream(std::shared_ptr<Connection> conn, const char* call, const Request& request)
+      : conn_(std::move(conn)) {
+    check_outgoing(request, call, conn_->max_message_bytes);
+  }
   ~ReadStream() override = default;
 
   // Registers the call and starts it. `bind(async_stub, context, reactor)` calls the
@@ -109,13 +106,6 @@ class ReadStream : public grpc::ClientReadReactor<Response>, private LiveCall {
   const std::shared_ptr<Connection>& connection() const noexcept { return conn_; }
 
  private:
-  void OnReadInitialMetadataDone(bool ok) final {
-    CallbackScope scope;
-    std::lock_guard lock(mu_);
-    started_ = ok;
-    changed_.notify_all();
-  }
-
   void OnReadDone(bool ok) final {
     CallbackScope scope;
     if (!ok) return;  // the stream has ended; OnDone follows
@@ -153,7 +143,6 @@ class ReadStream : public grpc::ClientReadReactor<Response>, private LiveCall {
   std::atomic<int> refs_{2};  // the user's shared_ptr + the live stream
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;
-  bool started_ = false;
   bool finished_ = false;
   grpc::Status status_;
 };

@@ -7,6 +7,7 @@
 #include <ensemble/client_options.hpp>
 #include <ensemble/detail/callback_thread.hpp>
 #include <ensemble/detail/connection.hpp>
+#include <ensemble/detail/wire_check.hpp>
 #include <ensemble/errors.hpp>
 #include <ensemble/result.hpp>
 
@@ -31,6 +32,7 @@ inline void apply_call_options(grpc::ClientContext& context, const CallOptions& 
 template <class Response, class Request, class Invoke, class Convert>
 auto blocking_call(Connection& conn, const char* name, const Request& request,
                    const CallOptions& options, Invoke invoke, Convert convert) {
+  check_outgoing(request, name, conn.max_message_bytes);
   grpc::ClientContext context;
   apply_call_options(context, options);
   Response response;
@@ -71,6 +73,8 @@ void callback_call(std::shared_ptr<Connection> conn, const char* name, Request r
     }
   };
 
+  // Thrown here, to the caller, like every other argument error: nothing was started.
+  check_outgoing(request, name, conn->max_message_bytes);
   auto* pending = new Pending(std::move(conn), name, std::move(request), std::move(convert),
                               std::move(callback));
   apply_call_options(pending->context, options);
