@@ -108,8 +108,9 @@ inline std::shared_ptr<FileTransfer> open_file_transfer(
 // Threading: on_progress runs on a gRPC thread for each report, in order, one at a time;
 // on_done runs once, on a gRPC thread, with the final report or the error, before wait()
 // returns. An exception escaping either is printed to stderr. cancel(), wait(),
-// wait_for(), done() and latest() may be called from any thread (wait() not from inside
-// this transfer's own callbacks).
+// wait_for(), done() and latest() may be called from any thread; wait() and wait_for()
+// throw Error from inside this transfer's own callbacks. Once wait() (or the release
+// below) has returned, both callbacks have been destroyed.
 //
 // Lifetime: when the last shared_ptr copy goes, the transfer is CANCELLED and, unless that
 // happens on a gRPC callback thread, the release waits for on_done. Keep the handle for as
@@ -177,10 +178,16 @@ class FileTransfer final : private detail::ReadStream<api::TransferProgress> {
     }
   }
 
+  void drop_callbacks() noexcept override {
+    ProgressHandler on_progress = std::move(on_progress_);
+    DoneHandler on_done = std::move(on_done_);
+  }
+
   const api::SendFileRequest request_;
-  // Installed before the call starts and never changed, so reactions read them unlocked.
-  const ProgressHandler on_progress_;
-  const DoneHandler on_done_;
+  // Installed before the call starts and dropped in OnDone, after the last reaction, so
+  // reactions read them unlocked.
+  ProgressHandler on_progress_;
+  DoneHandler on_done_;
 
   mutable std::mutex mu_;
   std::optional<FileProgress> last_;

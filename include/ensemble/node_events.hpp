@@ -272,8 +272,8 @@ inline std::shared_ptr<EventSubscription> open_events(std::shared_ptr<Connection
 // the NEWEST events when it is full, so keep on_event short and hand slow work to a
 // thread of your own. An exception escaping on_event is printed to stderr and the stream
 // goes on. on_end runs once, on a gRPC thread, with the final status, before wait()
-// returns. cancel(), wait(), wait_for() and done() may be called from any thread (wait()
-// not from inside this stream's own callbacks).
+// returns. cancel(), wait(), wait_for() and done() may be called from any thread; wait()
+// and wait_for() throw Error from inside this stream's own callbacks.
 //
 // When it is in place: the daemon delivers the events that happen after it has set the
 // subscription up, and it says nothing until then. It sends its response headers together
@@ -285,8 +285,10 @@ inline std::shared_ptr<EventSubscription> open_events(std::shared_ptr<Connection
 //
 // Lifetime: when the last shared_ptr copy goes, the subscription is cancelled and, unless
 // that happens on a gRPC callback thread, the release waits until on_end has run; after
-// it returns no callback of this subscription runs again. Do not capture the shared_ptr
-// in its own callbacks (a cycle: it would only end with its Client). Destroying the
+// it (or wait()) returns no callback of this subscription runs again, and both callbacks
+// have been destroyed. Discarding the handle events() returns ends the call at once. Do
+// not capture the shared_ptr in its own callbacks (a cycle: it would only end with its
+// Client). Destroying the
 // Client cancels every subscription and waits for them; handles you still hold stay valid
 // and report the end status.
 class EventSubscription final : private detail::ReadStream<api::DaemonEvent> {
@@ -328,9 +330,15 @@ class EventSubscription final : private detail::ReadStream<api::DaemonEvent> {
     if (on_end_) detail::call_user_callback("a node event", "on_end handler", on_end_, status);
   }
 
-  // Installed before the call starts and never changed, so reactions read them unlocked.
-  const EventHandler on_event_;
-  const EndHandler on_end_;
+  void drop_callbacks() noexcept override {
+    EventHandler on_event = std::move(on_event_);
+    EndHandler on_end = std::move(on_end_);
+  }
+
+  // Installed before the call starts and dropped in OnDone, after the last reaction, so
+  // reactions read them unlocked.
+  EventHandler on_event_;
+  EndHandler on_end_;
   api::SubscribeRequest request_;
   std::atomic<std::uint64_t> received_{0};
 };

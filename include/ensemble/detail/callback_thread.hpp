@@ -14,16 +14,34 @@
 namespace ensemble::detail {
 
 inline thread_local int callback_depth = 0;
+// The object (a service, a stream) whose reaction this thread is running, if it said so.
+inline thread_local const void* callback_owner = nullptr;
 
 inline bool on_callback_thread() noexcept { return callback_depth > 0; }
 
-// RAII marker for the duration of one reaction.
+// True while this thread runs a reaction of `owner`, its user callbacks included. A blocking
+// call that waits for `owner` to end asks here: from inside, the end cannot come until the
+// reaction returns, so it would wait forever.
+inline bool inside_callback_of(const void* owner) noexcept {
+  return owner != nullptr && callback_owner == owner;
+}
+
+// RAII marker for the duration of one reaction, naming the object it belongs to.
 class CallbackScope {
  public:
-  CallbackScope() noexcept { ++callback_depth; }
-  ~CallbackScope() { --callback_depth; }
+  explicit CallbackScope(const void* owner = nullptr) noexcept : previous_owner_(callback_owner) {
+    ++callback_depth;
+    callback_owner = owner;
+  }
+  ~CallbackScope() {
+    --callback_depth;
+    callback_owner = previous_owner_;
+  }
   CallbackScope(const CallbackScope&) = delete;
   CallbackScope& operator=(const CallbackScope&) = delete;
+
+ private:
+  const void* previous_owner_;
 };
 
 inline void log_what_threw(std::string_view subject, std::string_view role,

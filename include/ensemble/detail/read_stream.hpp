@@ -20,6 +20,7 @@
 #include <ensemble/detail/connection.hpp>
 #include <ensemble/detail/unary.hpp>
 #include <ensemble/detail/wire_check.hpp>
+#include <ensemble/errors.hpp>
 
 #include <grpcpp/client_context.h>
 #include <grpcpp/support/client_callback.h>
@@ -31,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <utility>
 
 namespace ensemble::detail {
@@ -43,12 +45,17 @@ class ReadStream : public grpc::ClientReadReactor<Response>, private LiveCall {
 
   // Any thread, any number of times, also after the end (then it does nothing). The call
   // ends with CANCELLED unless it had already ended.
-  void cancel() noexcept { context_.TryCancel(); }
+  void cancel() noexcept {
+    std::lock_guard lock(context_mu_);
+    if (context_) context_->TryCancel();
+  }
 
   // Blocks until OnDone has run (and with it the derived class's on_end) and returns the
-  // final status. Do not call it from inside one of this stream's own callbacks: the end
-  // cannot arrive while a callback of the same stream is still running.
+  // final status; by then the stream's callbacks have been destroyed. Throws Error from
+  // inside one of this stream's own callbacks, where the end cannot arrive until the
+  // callback returns (it would wait forever).
   grpc::Status wait() const {
+    refuse_inside_own_callback("wait()");
     std::unique_lock lock(mu_);
     changed_.wait(lock, [&] { return finished_; });
     return status_;
@@ -56,6 +63,7 @@ class ReadStream : public grpc::ClientReadReactor<Response>, private LiveCall {
 
   // The same with a limit; nullopt when the stream has not ended within `timeout`.
   std::optional<grpc::Status> wait_for(std::chrono::milliseconds timeout) const {
+    refuse_inside_own_callback("wait_for()");
     std::unique_lock lock(mu_);
     if (!changed_.wait_for(lock, timeout, [&] { return finished_; })) return std::nullopt;
     return status_;
@@ -82,9 +90,17 @@ class ReadStream : public grpc::ClientReadReactor<Response>, private LiveCall {
   // Canonical order (gRPC's callback examples): bind, first read, then StartCall.
   template <class Bind>
   void start(const CallOptions& options, Bind bind) {
-    apply_call_options(context_, options);
-    conn_->calls.add(this);
-    bind(conn_->stub->async(), &context_, static_cast<grpc::ClientReadReactor<Response>*>(this));
+    apply_call_options(*context_, options);
+    if (!conn_->calls.add(this)) {
+      // Only a live Client starts streams, so this does not happen; if it did, the handle
+      // must still report an end rather than hang its release.
+      std::lock_guard lock(mu_);
+      status_ = grpc::Status(grpc::StatusCode::CANCELLED, "the Client was destroyed");
+      finished_ = true;
+      refs_.fetch_sub(1, std::memory_order_acq_rel);  // no stream will drop its reference
+      return;
+    }
+    bind(conn_->stub->async(), &*context_, static_cast<grpc::ClientReadReactor<Response>*>(this));
     this->StartRead(&incoming_);
     this->StartCall();
   }
@@ -94,6 +110,9 @@ class ReadStream : public grpc::ClientReadReactor<Response>, private LiveCall {
   virtual void on_message(Response& message) = 0;
   // Once, in OnDone, before wait() is released: the last thing this stream reports.
   virtual void on_end(const grpc::Status& status) = 0;
+  // Right after on_end: destroy every user callable the derived class holds, so none is
+  // destroyed after wait(), the release or ~Client has returned.
+  virtual void drop_callbacks() noexcept = 0;
 
   // The user's shared_ptr is gone: cancel, and wait for the end unless this is a gRPC
   // callback thread (there the end cannot come before this reaction returns).
@@ -107,15 +126,22 @@ class ReadStream : public grpc::ClientReadReactor<Response>, private LiveCall {
 
  private:
   void OnReadDone(bool ok) final {
-    CallbackScope scope;
+    CallbackScope scope(this);
     if (!ok) return;  // the stream has ended; OnDone follows
     on_message(incoming_);
     this->StartRead(&incoming_);  // also after a cancel: gRPC answers with ok == false
   }
 
   void OnDone(const grpc::Status& status) final {
-    CallbackScope scope;
+    CallbackScope scope(this);
     on_end(status);
+    drop_callbacks();
+    {
+      // The context holds the channel, which the Client releases on its own thread once
+      // the registry is idle: drop it before leaving the registry.
+      std::lock_guard lock(context_mu_);
+      context_.reset();
+    }
     {
       // Ending and leaving the registry happen under one lock, so both views agree: once
       // wait() or done() says "ended" the Client no longer counts the call, and once the
@@ -130,14 +156,24 @@ class ReadStream : public grpc::ClientReadReactor<Response>, private LiveCall {
     unref();  // the stream's reference; may delete this
   }
 
-  void cancel_call() noexcept final { context_.TryCancel(); }
+  void cancel_call() noexcept final { cancel(); }
+
+  void refuse_inside_own_callback(const char* what) const {
+    if (inside_callback_of(this)) {
+      throw Error(std::string(what) +
+                  " called from inside one of this stream's own callbacks: the stream cannot "
+                  "end until that callback returns. cancel() and return instead");
+    }
+  }
 
   void unref() {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
   const std::shared_ptr<Connection> conn_;
-  grpc::ClientContext context_;
+  // Never held while calling into the registry (close_and_cancel_all() calls cancel() under its lock).
+  std::mutex context_mu_;
+  std::optional<grpc::ClientContext> context_{std::in_place};
   Response incoming_;  // gRPC reads into it; must stay put until OnReadDone
 
   std::atomic<int> refs_{2};  // the user's shared_ptr + the live stream
