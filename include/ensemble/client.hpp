@@ -12,9 +12,11 @@
 //     address. Use it when the peer admits that service, or when the conversation belongs
 //     to the bot rather than to the person running the daemon.
 //
-// Lifetime: destroying a Client cancels its open streams and calls and waits until they
-// have ended (except on a gRPC callback thread, where it cancels without waiting). Services
-// you still hold stay valid objects afterwards; their actions throw ServiceClosedError.
+// Lifetime: destroying a Client cancels its open streams and calls, waits until they have
+// ended and their user callbacks have been destroyed, and then releases the channel on the
+// destroying thread (on a gRPC callback thread, i.e. inside a handler, it cancels without
+// waiting). Services you still hold stay valid objects afterwards: their actions and
+// start() throw ServiceClosedError, connect_peer() throws RpcError CANCELLED.
 #pragma once
 
 #include <ensemble/auth.hpp>
@@ -456,8 +458,7 @@ class Client {
 
   void shut_down() {
     if (!conn_) return;
-    conn_->calls.cancel_all();
-    if (!detail::on_callback_thread()) conn_->calls.wait_idle();
+    conn_->shut_down();
     conn_.reset();
   }
 

@@ -17,6 +17,8 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <utility>
 
 namespace ensemble::detail {
@@ -27,22 +29,39 @@ inline void apply_call_options(grpc::ClientContext& context, const CallOptions& 
   }
 }
 
+// A call on a Client that is gone (a Service's connect_peer after ~Client): the channel
+// has been released, so nothing is sent.
+[[noreturn]] inline void throw_client_gone(const char* name) {
+  throw RpcError(name, grpc::Status(grpc::StatusCode::CANCELLED,
+                                    "the Client this call belongs to was destroyed"));
+}
+
 // `invoke(stub, context, request, response)` runs the synchronous stub method; `convert`
-// maps the response to the public value type.
+// maps the response to the public value type. The call is in the registry while it runs,
+// so destroying the Client from another thread cancels it (and waits for it).
 template <class Response, class Request, class Invoke, class Convert>
 auto blocking_call(Connection& conn, const char* name, const Request& request,
                    const CallOptions& options, Invoke invoke, Convert convert) {
   check_outgoing(request, name, conn.max_message_bytes);
-  grpc::ClientContext context;
-  apply_call_options(context, options);
+  struct Blocking final : LiveCall {
+    grpc::ClientContext context;
+    void cancel_call() noexcept override { context.TryCancel(); }
+  };
+  auto call = std::make_unique<Blocking>();
+  apply_call_options(call->context, options);
+  if (!conn.calls.add(call.get())) throw_client_gone(name);
   Response response;
-  grpc::Status status = invoke(*conn.stub, &context, request, &response);
+  grpc::Status status = invoke(*conn.stub, &call->context, request, &response);
+  conn.calls.remove(call.get());
+  call.reset();
   if (!status.ok()) throw RpcError(name, std::move(status));
   return convert(std::move(response));
 }
 
 // `start(async_stub, context, request, response, on_done)` starts the callback-API call.
-// The callback runs on a gRPC thread, exactly once, with the value or the RpcError.
+// The callback runs on a gRPC thread, exactly once, with the value or the RpcError, and is
+// destroyed right after, before the call leaves the registry: once ~Client has returned
+// the callback neither runs nor is destroyed (it may own what the caller frees next).
 template <class Response, class Request, class Start, class Convert, class Value>
 void callback_call(std::shared_ptr<Connection> conn, const char* name, Request request,
                    const CallOptions& options, Start start, Convert convert,
@@ -50,7 +69,8 @@ void callback_call(std::shared_ptr<Connection> conn, const char* name, Request r
   struct Pending final : LiveCall {
     std::shared_ptr<Connection> conn;
     const char* name;
-    grpc::ClientContext context;
+    std::mutex context_mu;  // cancel_call() (any thread) against finish() dropping the context
+    std::optional<grpc::ClientContext> context{std::in_place};
     Request request;
     Response response;
     Convert convert;
@@ -60,7 +80,10 @@ void callback_call(std::shared_ptr<Connection> conn, const char* name, Request r
             std::function<void(Result<Value>)> cb)
         : conn(std::move(c)), name(n), request(std::move(r)), convert(std::move(cv)),
           callback(std::move(cb)) {}
-    void cancel_call() noexcept override { context.TryCancel(); }
+    void cancel_call() noexcept override {
+      std::lock_guard lock(context_mu);
+      if (context) context->TryCancel();
+    }
 
     void finish(grpc::Status status) {
       CallbackScope scope;
@@ -68,7 +91,16 @@ void callback_call(std::shared_ptr<Connection> conn, const char* name, Request r
       auto result = status.ok() ? Result<Value>(convert(std::move(response)))
                                 : Result<Value>(std::make_exception_ptr(
                                       RpcError(name, std::move(status))));
-      call_user_callback(name, "callback", callback, std::move(result));
+      {
+        auto user_callback = std::move(callback);
+        call_user_callback(name, "callback", user_callback, std::move(result));
+      }
+      // The context holds the channel, which the Client releases on its own thread once
+      // the registry is idle: drop it before leaving the registry.
+      {
+        std::lock_guard lock(context_mu);
+        context.reset();
+      }
       conn->calls.remove(this);
     }
   };
@@ -77,9 +109,12 @@ void callback_call(std::shared_ptr<Connection> conn, const char* name, Request r
   check_outgoing(request, name, conn->max_message_bytes);
   auto* pending = new Pending(std::move(conn), name, std::move(request), std::move(convert),
                               std::move(callback));
-  apply_call_options(pending->context, options);
-  pending->conn->calls.add(pending);
-  start(pending->conn->stub->async(), &pending->context, &pending->request,
+  apply_call_options(*pending->context, options);
+  if (!pending->conn->calls.add(pending)) {
+    delete pending;  // the callback is destroyed here, on the caller's thread, unrun
+    throw_client_gone(name);
+  }
+  start(pending->conn->stub->async(), &*pending->context, &pending->request,
         &pending->response, [pending](grpc::Status status) { pending->finish(std::move(status)); });
 }
 
