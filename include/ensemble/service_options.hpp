@@ -9,6 +9,7 @@
 #include <ensemble/proto/ensemble.pb.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -34,15 +35,17 @@ enum class Transport {
 // Opt-in re-registration when the daemon goes away (stream ends with UNAVAILABLE). The
 // handlers are kept; actions issued while down fail with ServiceClosedError. A
 // re-registration that meets a daemon still starting up again (UNIMPLEMENTED while Tor
-// bootstraps) or that times out (registration_timeout) is retried too. The backoff numbers
-// also pace ServiceOptions::wait_for_daemon.
+// bootstraps), that the daemon refuses with ALREADY_EXISTS (it still holds the name for the
+// stream it lost a moment ago) or that times out (registration_timeout) is retried too. The
+// backoff numbers also pace ServiceOptions::wait_for_daemon. Values out of range are a
+// ConfigError when the service is made.
 struct ReconnectPolicy {
   bool enabled = false;
-  std::chrono::milliseconds initial_backoff{200};
-  std::chrono::milliseconds max_backoff{5000};
-  double multiplier = 2.0;
-  double jitter = 0.2;   // each delay is scaled by a random factor in [1 - jitter, 1 + jitter]
-  int max_attempts = 0;  // consecutive failed attempts before giving up; 0 = never give up
+  std::chrono::milliseconds initial_backoff{200};  // >= 0
+  std::chrono::milliseconds max_backoff{5000};     // >= initial_backoff
+  double multiplier = 2.0;  // >= 1
+  double jitter = 0.2;      // in [0, 1]: each delay is scaled by a random factor in [1 - jitter, 1 + jitter]
+  int max_attempts = 0;     // consecutive failed attempts before giving up; 0 = never give up
 };
 
 struct ServiceOptions {
@@ -62,7 +65,8 @@ struct ServiceOptions {
   // a healthy daemon never fails it; lower it only where you know the daemon's Tor is
   // fast. It applies to every attempt: start()'s, each retry of wait_for_daemon and each
   // reconnect. Zero: wait without limit (a frozen daemon is still noticed through
-  // ClientOptions::keepalive_interval).
+  // ClientOptions::keepalive_interval), as a CallOptions::timeout of zero means no deadline;
+  // negative is a ConfigError.
   std::chrono::milliseconds registration_timeout{600'000};
   // start() waits for a daemon that is not ready yet instead of failing: one whose socket
   // does not exist yet (UNAVAILABLE) or whose service registry is not up while Tor
@@ -89,6 +93,33 @@ inline bool is_valid_service_name(std::string_view name) noexcept {
   return true;
 }
 
+// The timing options, checked where the service is made so a typo fails at the call site
+// rather than as a reconnect loop that spins or never waits.
+inline void check_timing(const ServiceOptions& options) {
+  const auto& r = options.reconnect;
+  auto fail = [](const std::string& what) { throw ConfigError("ServiceOptions: " + what); };
+  if (options.registration_timeout.count() < 0) {
+    fail("registration_timeout is negative (" + std::to_string(options.registration_timeout.count()) +
+         " ms); use 0 for no deadline");
+  }
+  if (r.initial_backoff.count() < 0) {
+    fail("reconnect.initial_backoff is negative (" + std::to_string(r.initial_backoff.count()) + " ms)");
+  }
+  if (r.max_backoff < r.initial_backoff) {
+    fail("reconnect.max_backoff (" + std::to_string(r.max_backoff.count()) +
+         " ms) is below reconnect.initial_backoff (" + std::to_string(r.initial_backoff.count()) + " ms)");
+  }
+  if (!(r.multiplier >= 1.0) || !std::isfinite(r.multiplier)) {
+    fail("reconnect.multiplier must be at least 1 (got " + std::to_string(r.multiplier) + ")");
+  }
+  if (!(r.jitter >= 0.0 && r.jitter <= 1.0)) {
+    fail("reconnect.jitter must be in [0, 1] (got " + std::to_string(r.jitter) + ")");
+  }
+  if (r.max_attempts < 0) {
+    fail("reconnect.max_attempts is negative (" + std::to_string(r.max_attempts) + "); use 0 for no limit");
+  }
+}
+
 inline api::ServiceClientMessage make_manifest(const std::string& name, Transport transport,
                                                const ServiceOptions& options) {
   if (!is_valid_service_name(name)) {
@@ -96,6 +127,7 @@ inline api::ServiceClientMessage make_manifest(const std::string& name, Transpor
                       "\" is invalid: use lowercase letters, digits, '-' and '_', starting "
                       "and ending with a letter or digit");
   }
+  check_timing(options);
   if (options.acl != ACL::public_ && options.acl != ACL::contacts &&
       options.acl != ACL::allowlist) {
     throw ConfigError("ServiceOptions::acl has an invalid value " +
