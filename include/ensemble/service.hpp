@@ -14,20 +14,28 @@
 //   - Actions (send_message, accept_connection, ...) may be called from any thread, any
 //     number at once, including from inside a handler. They never block on the network:
 //     each is queued in call order and written one at a time. An action on a service that
-//     is not registered throws ServiceClosedError; an action that was queued but could not
-//     be written before the stream ended is reported to on_unsent(). Nothing is dropped
-//     without a word.
+//     is not registered throws ServiceClosedError. "Written" means gRPC's transport took it
+//     (the daemon acknowledges nothing, so a written action may still be lost if the daemon
+//     goes away); an action that provably never left (still queued, or its write failed)
+//     when the stream ended is reported to on_unsent().
 //   - Handlers must be installed before start(); installing one later throws, so no event
 //     can arrive with nobody to take it.
+//   - wait() / wait_for() throw Error from inside this service's own handlers (the end
+//     cannot come while one runs) and before start() (nothing would end it).
 //
 // Lifetime contract
 //   - Client::service() and friends return a std::shared_ptr. When the last copy goes, the
 //     stream is cancelled and, unless that happens on a gRPC callback thread (inside a
-//     handler), the release waits until the stream has fully ended: after it returns, no
-//     handler of this service runs again. The reactor itself lives until gRPC's OnDone, so
-//     releasing from inside a handler is safe too; it just does not wait.
+//     handler), the release waits until the stream has fully ended. The ending calls
+//     (wait() returning, that release, ~Client) return only after every handler has run
+//     for the last time AND been destroyed: what the handlers capture may be freed next.
+//     Releasing from inside a handler is safe too; it just does not wait.
+//   - The release waits for a running handler: do not release while holding a lock that a
+//     handler takes (move the shared_ptr out under the lock, release it after unlocking).
 //   - Do not capture the shared_ptr in the service's own handlers (that is a cycle: the
 //     service would only end with its Client). Capture a raw pointer or reference.
+//   - Timers (the registration deadline of every attempt, the reconnect backoff) are gRPC
+//     alarms: the library starts no thread of its own.
 #pragma once
 
 #include <ensemble/address.hpp>
@@ -78,15 +86,19 @@ enum class ServiceState {
 };
 
 // Counters, for metrics and for proving nothing went missing: every accepted action ends up
-// in exactly one of actions_written (handed to gRPC) or actions_unsent (reported to
-// on_unsent).
+// in exactly one of actions_written or actions_unsent.
+//   actions_written: gRPC's transport took it (OnWriteDone ok). Not a delivery receipt: the
+//     daemon acknowledges nothing, and if it goes away, written actions may never reach it.
+//   actions_unsent: provably never left (still queued when the stream ended, or its write
+//     failed); each was reported to on_unsent.
 struct ServiceStats {
   std::uint64_t events_received = 0;
   std::uint64_t actions_written = 0;
   std::uint64_t actions_unsent = 0;
 };
 
-// An action that was accepted by send_message() & co. but never reached the wire.
+// An action that was accepted by send_message() & co. but provably never left: it was still
+// queued when the stream ended, or gRPC failed its write.
 struct UnsentAction {
   enum class Kind { send_message, accept, reject, send_bytes, introduce_peers };
   Kind kind;
@@ -107,7 +119,10 @@ class ServiceKey {
 };
 }  // namespace detail
 
-class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::ServiceServerMessage>,
+// The reactor is a private base: gRPC drives it, while StartWrite, AddHold, StartCall and
+// the On* reactions stay out of users' reach (a stray StartWrite would break the one-write-
+// in-flight rule the write queue keeps).
+class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::ServiceServerMessage>,
                 private detail::LiveCall {
  public:
   Service(const Service&) = delete;
@@ -155,26 +170,49 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   // UNAVAILABLE, UNIMPLEMENTED, or DEADLINE_EXCEEDED after ServiceOptions::registration_timeout).
   // With ServiceOptions::wait_for_daemon it waits through a daemon that is not up yet
   // (UNAVAILABLE) or still bootstrapping Tor (UNIMPLEMENTED), registering again with the
-  // ReconnectPolicy's backoff; cancel() from another thread gives up (CANCELLED).
+  // ReconnectPolicy's backoff; cancel() from another thread gives up (CANCELLED). A failed
+  // start() leaves the service ended (wait() returns the status). Throws Error when it was
+  // already started, ServiceClosedError when it was cancelled or closed before start() or
+  // its Client has been destroyed.
   void start() { start_async().get(); }
 
   // The same without blocking: the future becomes ready at `registered`, or holds the
-  // RegistrationError.
+  // RegistrationError. The registration deadline applies as for start().
   std::future<void> start_async() {
     std::future<void> registered;
     std::uint64_t attempt = 0;
     {
       std::lock_guard lock(mu_);
+      if (state_ == ServiceState::closed) {
+        throw ServiceClosedError("service \"" + name_ + "\" was cancelled or closed before start(); "
+                                 "make a new one");
+      }
       if (state_ != ServiceState::idle) throw Error("service \"" + name_ + "\" was already started");
       registration_ = std::promise<void>();
       registered = registration_->get_future();
       refs_.fetch_add(1, std::memory_order_relaxed);  // held by the stream until finish()
       attempt = prepare_attempt_locked();
     }
-    // Outside mu_: CallRegistry::cancel_all() holds the registry lock while it calls
-    // cancel_call(), which takes mu_, so the lock order is registry -> mu_, never mu_ -> registry.
-    conn_->calls.add(this);
-    notify_state(ServiceState::registering);
+    // Outside mu_: CallRegistry::close_and_cancel_all() holds the registry lock while it
+    // calls cancel_call(), which takes mu_, so the lock order is registry -> mu_.
+    if (!conn_->calls.add(this)) {
+      // The Client is gone and its channel with it: end here, as if cancelled at once.
+      {
+        std::lock_guard lock(mu_);
+        attempt_active_ = false;
+        registration_.reset();
+      }
+      end_without_stream(grpc::Status(grpc::StatusCode::CANCELLED,
+                                      "the Client of service \"" + name_ + "\" was destroyed before start()"),
+                         /*stream_reference=*/true);
+      throw ServiceClosedError("service \"" + name_ + "\" cannot start: its Client was destroyed");
+    }
+    {
+      // The handler runs on this thread before the stream exists: marked as the service's
+      // own, so a wait() inside it throws rather than waiting for a start that is behind it.
+      detail::CallbackScope scope(this);
+      notify_state(ServiceState::registering);
+    }
     start_attempt(attempt);
     return registered;
   }
@@ -282,8 +320,9 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
     return pending_.size();
   }
 
-  // Blocks until every action queued so far has been handed to gRPC. False on timeout or
-  // when the stream ended first (the leftovers went to on_unsent).
+  // Blocks until every action queued so far has been handed to gRPC's transport (not: has
+  // reached the daemon). False on timeout or when the stream ended first (the leftovers
+  // went to on_unsent).
   bool flush(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mu_);
     return changed_.wait_for(lock, timeout, [&] { return !write_in_flight_ && pending_.empty(); }) &&
@@ -294,35 +333,58 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
 
   // Graceful: already-queued actions are still written, then the stream is half-closed and
   // the daemon ends it. New actions throw from now on. Returns at once; wait() for the end.
+  // Before start(): ends the service without opening a stream (wait() returns OK, on_closed
+  // runs on this thread, start() throws ServiceClosedError).
   void close() {
+    bool never_started = false;
     bool start_writes_done = false;
+    bool stop_backoff = false;
     {
       std::lock_guard lock(mu_);
-      user_closed_ = true;
-      changed_.notify_all();  // a reconnect backoff gives up
-      if (!attempt_active_ || read_ended_ || writes_done_started_) return;
-      closing_ = true;
-      if (!write_in_flight_) start_writes_done = begin_writes_done_locked();
+      if (state_ == ServiceState::idle) {
+        state_ = ServiceState::closed;  // start() refuses from now on
+        never_started = true;
+      } else {
+        user_closed_ = true;
+        stop_backoff = state_ == ServiceState::reconnecting;
+        if (attempt_active_ && !read_ended_ && !writes_done_started_) {
+          closing_ = true;
+          if (!write_in_flight_) start_writes_done = begin_writes_done_locked();
+        }
+      }
     }
+    if (never_started) {
+      end_without_stream(grpc::Status::OK, /*stream_reference=*/false);
+      return;
+    }
+    if (stop_backoff) cancel_backoff();  // the backoff sees user_closed_ and gives up
     if (start_writes_done) StartWritesDone();
   }
 
-  // Abrupt: cancels the stream now; queued actions are reported unsent.
+  // Abrupt: cancels the stream now; queued actions are reported unsent. Before start():
+  // ends the service without opening a stream (wait() returns CANCELLED, on_closed runs on
+  // this thread, start() throws ServiceClosedError).
   void cancel() { cancel_call(); }
 
   // Blocks until the service has ended for good and returns the final status (OK after a
-  // graceful close; CANCELLED after cancel(); UNAVAILABLE when the daemon went away).
+  // graceful close; CANCELLED after cancel() or ~Client; UNAVAILABLE when the daemon went
+  // away; the registration's status when start() failed). When it returns, no handler of
+  // this service runs again and every handler has been destroyed. Throws Error before
+  // start() (nothing would end it) and from inside this service's own handlers (the service
+  // cannot end while one of them runs: call close() or cancel() there and return).
   grpc::Status wait() {
+    refuse_blocking("wait()");
     std::unique_lock lock(mu_);
-    changed_.wait(lock, [&] { return finished_ || state_ == ServiceState::idle; });
+    changed_.wait(lock, [&] { return finished_; });
     return final_status_;
   }
 
+  // The same with a limit; nullopt when the service has not ended within `timeout`. Throws
+  // where wait() throws.
   std::optional<grpc::Status> wait_for(std::chrono::milliseconds timeout) {
+    refuse_blocking("wait_for()");
     std::unique_lock lock(mu_);
-    if (!changed_.wait_for(lock, timeout, [&] { return finished_ || state_ == ServiceState::idle; })) {
-      return std::nullopt;
-    }
+    if (!changed_.wait_for(lock, timeout, [&] { return finished_; })) return std::nullopt;
     return final_status_;
   }
 
@@ -404,7 +466,7 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
 
   // ---- The read loop ----
   void OnReadDone(bool ok) override {
-    detail::CallbackScope scope;
+    detail::CallbackScope scope(this);
     if (!ok) {
       // The daemon ended the stream (or it broke). Nothing more will be written; whatever
       // is still queued is reported when the stream finishes.
@@ -468,6 +530,8 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
     std::optional<std::promise<void>> registration;
     {
       std::lock_guard lock(mu_);
+      // Too late: the deadline already cancelled this attempt, which ends DEADLINE_EXCEEDED.
+      if (attempt_timed_out_) return;
       address_ = incoming_.registered().address();
       onion_ = incoming_.registered().onion();
       state_ = ServiceState::registered;
@@ -494,7 +558,7 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
 
   // ---- The write queue ----
   void OnWriteDone(bool ok) override {
-    detail::CallbackScope scope;
+    detail::CallbackScope scope(this);
     bool start_write = false;
     bool start_writes_done = false;
     bool release = false;
@@ -526,7 +590,7 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   }
 
   void OnWritesDoneDone(bool /*ok*/) override {
-    detail::CallbackScope scope;
+    detail::CallbackScope scope(this);
     bool release = false;
     {
       std::lock_guard lock(mu_);
@@ -538,7 +602,7 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
 
   // ---- The one ending (per stream attempt) ----
   void OnDone(const grpc::Status& status) override {
-    detail::CallbackScope scope;
+    detail::CallbackScope scope(this);
     disarm_registration_timer();
     std::vector<api::ServiceClientMessage> unsent;
     bool reconnect = false;
@@ -604,16 +668,61 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
     }
     notify_state(ServiceState::closed);
     call(closed_handler_, status);
+    // Every handler goes now, before the end is published: what they capture may be freed as
+    // soon as wait(), the release or ~Client returns.
+    drop_handlers();
+    {
+      // The context holds the channel, which the Client releases on its own thread once the
+      // registry is idle.
+      std::lock_guard context_lock(context_mu_);
+      context_.reset();
+    }
     // Leave the Client's registry before wait() returns, so that once a service has ended
     // its Client no longer counts it (and a Client being destroyed stops waiting for it).
     conn_->calls.remove(this);
-    {
-      std::lock_guard lock(mu_);
-      final_status_ = status;
-      finished_ = true;
-      changed_.notify_all();
-    }
+    publish_end(status);
     unref();  // the stream's reference; may delete this
+  }
+
+  // An end with no stream behind it: cancel() or close() before start(), or start() after
+  // the Client was destroyed. The handlers run here, on the calling thread, marked as this
+  // service's own so that a wait() inside them throws instead of hanging.
+  void end_without_stream(const grpc::Status& status, bool stream_reference) {
+    {
+      detail::CallbackScope scope(this);
+      {
+        std::lock_guard lock(mu_);
+        state_ = ServiceState::closed;
+      }
+      notify_state(ServiceState::closed);
+      call(closed_handler_, status);
+      drop_handlers();
+    }
+    publish_end(status);
+    if (stream_reference) unref();  // start() had taken it for the stream; may delete this
+  }
+
+  // What wait() and the release wait for.
+  void publish_end(const grpc::Status& status) {
+    std::lock_guard lock(mu_);
+    final_status_ = status;
+    finished_ = true;
+    changed_.notify_all();
+  }
+
+  void drop_handlers() noexcept {
+    // Moved out and destroyed here: a handler's captures may own what the user frees as
+    // soon as the end is published.
+    auto chat = std::move(chat_handler_);
+    auto connection = std::move(connection_handler_);
+    auto introduction = std::move(introduction_handler_);
+    auto unknown = std::move(unknown_handler_);
+    auto error = std::move(error_handler_);
+    auto unsent = std::move(unsent_handler_);
+    auto state = std::move(state_handler_);
+    auto closed = std::move(closed_handler_);
+    auto exception = std::move(exception_handler_);
+    auto rpc = std::move(rpc_handler_);
   }
 
   void report_unsent(std::vector<api::ServiceClientMessage>& unsent, const grpc::Status& why) {
@@ -672,7 +781,8 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
 
   // Whether a stream that just ended (callers hold mu_) is worth another attempt:
   //  - registered before (ReconnectPolicy::enabled): the daemon went away (UNAVAILABLE), or
-  //    a re-registration met a daemon still starting up again or timed out;
+  //    a re-registration met a daemon still starting up again, timed out, or met
+  //    ALREADY_EXISTS (after a blip the daemon may still hold the name for the lost stream);
   //  - never registered (ServiceOptions::wait_for_daemon): the daemon is not up yet
   //    (UNAVAILABLE) or its registry is not, while Tor bootstraps (UNIMPLEMENTED "service
   //    registry not configured on this daemon").
@@ -687,7 +797,8 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
     if (ever_registered_) {
       if (!policy.enabled) return false;
       return code == grpc::StatusCode::UNAVAILABLE ||
-             (!was_registered && (not_ready || code == grpc::StatusCode::DEADLINE_EXCEEDED));
+             (!was_registered && (not_ready || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                                  code == grpc::StatusCode::ALREADY_EXISTS));
     }
     return options_.wait_for_daemon && not_ready;
   }
@@ -717,7 +828,7 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
     auto alarm = std::make_unique<grpc::Alarm>();
     refs_.fetch_add(1, std::memory_order_relaxed);
     alarm->Set(std::chrono::system_clock::now() + limit, [this, attempt](bool fired) {
-      detail::CallbackScope scope;
+      detail::CallbackScope scope(this);
       if (fired) on_registration_timeout(attempt);
       unref();
     });
@@ -750,28 +861,57 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
     if (context_ && context_attempt_ == attempt) context_->TryCancel();
   }
 
+  // The reconnect policy's wait is a gRPC alarm too: the library starts no thread of its
+  // own. The pending callback holds a reference to the service; close(), cancel() and
+  // ~Client cancel the alarm, which then runs its callback at once.
   void schedule_reconnect() {
-    refs_.fetch_add(1, std::memory_order_relaxed);  // the backoff thread's reference
-    std::thread([this, delay = next_backoff()] {
-      // Handlers (on_state, on_closed) run on this thread: mark it like a gRPC callback
-      // thread so a handler that releases the service does not wait for its own return.
-      detail::CallbackScope scope;
-      bool give_up = false;
-      std::uint64_t attempt = 0;
-      {
-        std::unique_lock lock(mu_);
-        changed_.wait_for(lock, delay, [&] { return user_closed_; });
-        give_up = user_closed_;
-        if (!give_up) attempt = prepare_attempt_locked();
-      }
-      if (give_up) {
-        finish(grpc::Status(grpc::StatusCode::CANCELLED, "closed while reconnecting"));
-      } else {
-        notify_state(ServiceState::registering);
-        start_attempt(attempt);
-      }
-      unref();
-    }).detach();
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    const auto delay = next_backoff();
+    {
+      std::lock_guard alarm_lock(alarm_mu_);
+      backoff_alarm_ = std::make_shared<grpc::Alarm>();
+      backoff_alarm_->Set(std::chrono::system_clock::now() + delay, [this](bool /*fired*/) {
+        after_backoff();
+        unref();
+      });
+    }
+    // A close() or cancel() that came after OnDone chose to reconnect but before the alarm
+    // existed had nothing to cancel: cancel it now so it gives up at once, not after `delay`.
+    bool closed = false;
+    {
+      std::lock_guard lock(mu_);
+      closed = user_closed_;
+    }
+    if (closed) cancel_backoff();
+  }
+
+  // Cancelled outside alarm_mu_, in case a cancelled alarm's callback ever runs inline.
+  void cancel_backoff() {
+    std::shared_ptr<grpc::Alarm> alarm;
+    {
+      std::lock_guard alarm_lock(alarm_mu_);
+      alarm = backoff_alarm_;
+    }
+    if (alarm) alarm->Cancel();
+  }
+
+  // Fired or cancelled: a close(), cancel() or ~Client while waiting gives up (they set
+  // user_closed_ before cancelling the alarm); otherwise the next attempt starts.
+  void after_backoff() {
+    detail::CallbackScope scope(this);
+    bool give_up = false;
+    std::uint64_t attempt = 0;
+    {
+      std::lock_guard lock(mu_);
+      give_up = user_closed_;
+      if (!give_up) attempt = prepare_attempt_locked();
+    }
+    if (give_up) {
+      finish(grpc::Status(grpc::StatusCode::CANCELLED, "closed while reconnecting"));
+    } else {
+      notify_state(ServiceState::registering);
+      start_attempt(attempt);
+    }
   }
 
   std::chrono::milliseconds next_backoff() {
@@ -788,24 +928,54 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
 
   // ---- Cancellation and release ----
   void cancel_call() noexcept override {
+    bool never_started = false;
     bool active = false;
+    bool reconnecting = false;
     {
       std::lock_guard lock(mu_);
+      if (state_ == ServiceState::idle) {
+        state_ = ServiceState::closed;  // start() refuses from now on
+        never_started = true;
+      }
       user_closed_ = true;
       active = attempt_active_;
-      changed_.notify_all();
+      reconnecting = state_ == ServiceState::reconnecting;
     }
-    // context_mu_ (never taken by a reaction) keeps the context from being replaced by a
-    // reconnect while we cancel it.
+    if (never_started) {
+      end_without_stream(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before start()"),
+                         /*stream_reference=*/false);
+      return;
+    }
+    if (reconnecting) cancel_backoff();
+    // context_mu_ keeps the context from being replaced by a reconnect, or dropped by
+    // finish(), while we cancel it. It is the innermost lock (nothing is taken under it),
+    // and TryCancel runs no reaction inline (gRPC's callback tags are never inlined).
     std::lock_guard context_lock(context_mu_);
     if (active && context_) context_->TryCancel();
+  }
+
+  // Blocking calls that cannot complete from where they are called throw instead of hanging.
+  void refuse_blocking(const char* what) const {
+    if (detail::inside_callback_of(this)) {
+      throw Error(std::string(what) + " called from inside a handler of service \"" + name_ +
+                  "\": the service cannot end until that handler returns. Call close() or "
+                  "cancel() there and wait from another thread");
+    }
+    std::lock_guard lock(mu_);
+    if (state_ == ServiceState::idle) {
+      throw Error(std::string(what) + " on service \"" + name_ +
+                  "\" before start(): nothing would end it");
+    }
   }
 
   // The last user shared_ptr is gone.
   void release_from_owner() {
     if (state() != ServiceState::idle) {
       cancel_call();
-      if (!detail::on_callback_thread()) wait();
+      if (!detail::on_callback_thread()) {
+        std::unique_lock lock(mu_);
+        changed_.wait(lock, [&] { return finished_; });
+      }
     }
     unref();
   }
@@ -863,7 +1033,8 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   const ServiceOptions options_;
   api::ServiceClientMessage manifest_;
 
-  // Handlers: written before start(), read-only afterwards, so reactions need no lock.
+  // Handlers: written before start(), read-only afterwards, so reactions need no lock;
+  // destroyed by drop_handlers() when the service ends.
   std::function<void(const ChatMessage&)> chat_handler_;
   std::function<void(const ConnectionRequest&)> connection_handler_;
   std::function<void(const PeerIntroduction&)> introduction_handler_;
@@ -882,11 +1053,14 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   std::unique_ptr<grpc::ClientContext> context_;
   std::uint64_t context_attempt_ = 0;  // the attempt context_ belongs to (under context_mu_)
   std::unique_ptr<grpc::Alarm> registration_alarm_;  // the current attempt's timeout (under mu_)
+  std::mutex alarm_mu_;                              // guards backoff_alarm_; held only to set or copy it
+  std::shared_ptr<grpc::Alarm> backoff_alarm_;       // the reconnect policy's wait
 
+  // The user's shared_ptr (all copies) + the live stream + each pending alarm callback.
   std::atomic<int> refs_{1};
   std::atomic<std::uint64_t> events_received_{0};
   std::atomic<std::uint64_t> actions_written_{0};
-  std::atomic<std::uint64_t> actions_unsent_{0};  // the user's shared_ptr (all copies) + the live stream + backoff
+  std::atomic<std::uint64_t> actions_unsent_{0};
 
   mutable std::mutex mu_;
   std::condition_variable changed_;
