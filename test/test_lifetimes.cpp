@@ -152,6 +152,19 @@ TEST_CASE("a node event subscription's callbacks are destroyed before wait() ret
   CHECK(live.load() == 0);
 }
 
+TEST_CASE("a file transfer's callbacks are destroyed before wait() returns") {
+  Double d;
+  ensemble::Client client(d.client_options());
+  const auto source = d.dir / "small.txt";
+  std::ofstream(source) << "hello file";
+  std::atomic<int> live{0};
+  auto transfer = client.send_file(peer_address(6), source.string(),
+                                   [s = Sentinel(live, 30ms)](const ensemble::FileProgress&) {},
+                                   [s = Sentinel(live, 30ms)](ensemble::Result<ensemble::FileProgress>) {});
+  CHECK(transfer->wait().complete);  // a synthetic peer takes the file at once
+  CHECK(live.load() == 0);           // while the handle is still held
+}
+
 TEST_CASE("a callback call's callback has run and is destroyed before ~Client returns") {
   Scripted d;  // its GetStatus never answers, so the call is in flight when the Client goes
   std::atomic<int> live{0};
