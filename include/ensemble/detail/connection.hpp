@@ -59,10 +59,6 @@ class CallRegistry {
     for (LiveCall* call : calls_) call->cancel_call();
   }
 
-  bool closed() const {
-    std::lock_guard lock(mu_);
-    return closed_;
-  }
 
   void wait_idle() {
     std::unique_lock lock(mu_);
