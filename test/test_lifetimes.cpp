@@ -90,6 +90,15 @@ struct Scripted {
   ensemble::ClientOptions client_options() const { return {.socket_path = (dir / "api.sock").string()}; }
 };
 
+// Subscribe sends nothing, not even headers, before its first event: publish a marker until
+// the subscription has received one.
+bool await_subscribed(DaemonDouble& daemon, const ensemble::EventSubscription& sub) {
+  return eventually([&] {
+    daemon.publish_node_event("test.subscribed", "{}");
+    return sub.events_received() > 0;
+  });
+}
+
 bool thread_alive(pid_t tid) {
   return std::filesystem::exists("/proc/self/task/" + std::to_string(tid));
 }
@@ -146,7 +155,7 @@ TEST_CASE("a node event subscription's callbacks are destroyed before wait() ret
   std::atomic<int> live{0};
   auto sub = client.events([s = Sentinel(live, 30ms)](const ensemble::DaemonEvent&) {},
                            [s = Sentinel(live, 30ms)](const grpc::Status&) {});
-  REQUIRE(sub->wait_started(5s));
+  REQUIRE(await_subscribed(d.daemon, *sub));
   sub->cancel();
   CHECK(sub->wait().error_code() == grpc::StatusCode::CANCELLED);
   CHECK(live.load() == 0);
@@ -228,8 +237,8 @@ TEST_CASE("wait() from a subscription's own callback throws instead of hanging")
   std::atomic<ensemble::EventSubscription*> self{nullptr};
   std::atomic<bool> refused{false};
   std::atomic<bool> tried{false};
-  auto sub = client.events([&](const ensemble::DaemonEvent&) {
-    if (tried.load()) return;
+  auto sub = client.events([&](const ensemble::DaemonEvent& ev) {
+    if (ev.type != "chat_message" || tried.load()) return;  // not await_subscribed's markers
     try {
       self.load()->wait();
     } catch (const ensemble::Error&) {
@@ -238,7 +247,7 @@ TEST_CASE("wait() from a subscription's own callback throws instead of hanging")
     tried = true;
   });
   self = sub.get();
-  REQUIRE(sub->wait_started(5s));
+  REQUIRE(await_subscribed(d.daemon, *sub));
   d.daemon.inject_node_chat(peer_address(2), "hello");
   REQUIRE(eventually([&] { return tried.load(); }));
   CHECK(refused.load());
