@@ -288,9 +288,8 @@ inline std::shared_ptr<EventSubscription> open_events(std::shared_ptr<Connection
 // it (or wait()) returns no callback of this subscription runs again, and both callbacks
 // have been destroyed. Discarding the handle events() returns ends the call at once. Do
 // not capture the shared_ptr in its own callbacks (a cycle: it would only end with its
-// Client). Destroying the
-// Client cancels every subscription and waits for them; handles you still hold stay valid
-// and report the end status.
+// Client). Destroying the Client cancels every subscription and waits for them; handles
+// you still hold stay valid and report the end status.
 class EventSubscription final : private detail::ReadStream<api::DaemonEvent> {
   using Base = detail::ReadStream<api::DaemonEvent>;
 
