@@ -9,7 +9,9 @@
 #include <ensemble/proto/ensemble.pb.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,6 +57,16 @@ struct ServiceOptions {
   // How long start() waits for `registered` before cancelling the call.
   std::chrono::milliseconds registration_timeout{30000};
   ReconnectPolicy reconnect{};
+  // Read-ahead: how many events the library reads off the stream and keeps while handlers
+  // (or next_event callers) catch up. When full, the oldest queued event is dropped and
+  // reported (on_events_dropped / EventsDropped, ServiceStats::events_dropped). At least 1.
+  std::size_t event_queue_capacity = 4096;
+  // Where handlers run. Empty: on gRPC's threads, as before. Set: every drain of the queue
+  // is handed to this function as a task (post it to your event loop or worker); handlers
+  // of one service still run one at a time, in order, and a slow handler no longer stops
+  // the service from reading. The executor must run every task it accepts, once, or throw
+  // (then the library runs the task on its own thread instead).
+  std::function<void(std::function<void()>)> executor{};
 };
 
 namespace detail {
