@@ -250,6 +250,41 @@ TEST_CASE("a full read-ahead queue drops the oldest, and says exactly how many")
   CHECK(svc->wait().ok());
 }
 
+TEST_CASE("the read-ahead queue is bounded in bytes too") {
+  Fixture f;
+  ensemble::Client client(f.client_options());
+  ensemble::ServiceOptions options;
+  options.event_queue_max_bytes = 20'000;
+  auto svc = client.service("heavy", options);
+  Gate gate;
+  std::atomic<int> chats{0};
+  std::atomic<std::uint64_t> reported{0};
+  svc->on_chat([&](const ensemble::ChatMessage& m) {
+    if (m.text.rfind("0 ", 0) == 0) gate.wait();
+    ++chats;
+  });
+  svc->on_events_dropped([&](std::uint64_t n) { reported += n; });
+  svc->start();
+  OpenOnExit opener{gate};
+
+  const int n = 50;  // 50 KB of text, under the daemon's 256 events
+  for (int i = 0; i < n; ++i) {
+    std::string text = std::to_string(i) + " ";
+    text.resize(1000, '.');
+    REQUIRE(f.daemon.inject_chat("heavy", peer_address(8), text));
+  }
+  REQUIRE(eventually([&] { return svc->stats().events_received == static_cast<std::uint64_t>(n); }));
+  const auto queued = svc->events_queued();
+  CHECK(queued >= 10);
+  CHECK(queued * 1000 <= 20'000);
+  CHECK(svc->stats().events_dropped == n - 1 - queued);
+  gate.release();
+  REQUIRE(eventually([&] { return chats.load() == static_cast<int>(1 + queued); }));
+  CHECK(eventually([&] { return reported.load() == svc->stats().events_dropped; }));
+  svc->close();
+  CHECK(svc->wait().ok());
+}
+
 TEST_CASE("event_queue_capacity 0 is a ConfigError") {
   Fixture f;
   ensemble::Client client(f.client_options());
@@ -485,7 +520,8 @@ TEST_CASE("ending with events still queued: nothing of the user's runs after the
       }
     });
     svc->start();
-    flood("rel-self", 20);
+    // The first chat's handler ends the service, so later injections may find it gone.
+    for (int i = 0; i < 20; ++i) f.daemon.inject_chat("rel-self", peer, std::to_string(i));
     REQUIRE(eventually([&] { return done.load(); }));
     CHECK(eventually([&] { return client.open_calls() == 0; }));
   }

@@ -392,7 +392,7 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
         transport_(transport),
         options_(std::move(options)),
         manifest_(detail::make_manifest(name_, transport_, options_)),
-        events_(std::make_shared<detail::EventQueue>(checked_capacity(options_))) {}
+        events_(std::make_shared<detail::EventQueue>(checked_capacity(options_), options_.event_queue_max_bytes)) {}
 
   static std::size_t checked_capacity(const ServiceOptions& options) {
     if (options.event_queue_capacity == 0) {

@@ -61,6 +61,9 @@ struct ServiceOptions {
   // (or next_event callers) catch up. When full, the oldest queued event is dropped and
   // reported (on_events_dropped / EventsDropped, ServiceStats::events_dropped). At least 1.
   std::size_t event_queue_capacity = 4096;
+  // The same bound in bytes (payloads and strings of the queued events, roughly), so that
+  // large RPC payloads cannot make the queue huge. The newest event is always kept.
+  std::size_t event_queue_max_bytes = 64u << 20;
   // Where handlers run. Empty: on gRPC's threads, as before. Set: every drain of the queue
   // is handed to this function as a task (post it to your event loop or worker); handlers
   // of one service still run one at a time, in order, and a slow handler no longer stops

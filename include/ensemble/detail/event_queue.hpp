@@ -27,7 +27,9 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <utility>
+#include <variant>
 
 namespace ensemble::detail {
 
@@ -40,7 +42,27 @@ class EventQueue {
     std::function<void(std::uint64_t)> dropped;
   };
 
-  explicit EventQueue(std::size_t capacity) : capacity_(capacity) {}
+  EventQueue(std::size_t capacity, std::size_t max_bytes) : capacity_(capacity), max_bytes_(max_bytes) {}
+
+  // What an event holds, roughly: its strings and the struct. Enough to bound memory when
+  // events are large (an RPC service's payloads), not an exact allocator count.
+  static std::size_t weight(const InboundEvent& event) {
+    return std::visit(
+        [](const auto& e) -> std::size_t {
+          using E = std::decay_t<decltype(e)>;
+          std::size_t n = sizeof(E);
+          if constexpr (std::is_same_v<E, ChatMessage>) n += e.from_addr.size() + e.text.size();
+          else if constexpr (std::is_same_v<E, ConnectionRequest>) n += e.request_id.size() + e.from_addr.size();
+          else if constexpr (std::is_same_v<E, RpcMessage>) n += e.from_addr.size() + e.payload.size();
+          else if constexpr (std::is_same_v<E, PeerIntroduction>)
+            n += e.from_service_addr.size() + e.peer_addr.size() + e.session_id.size() + e.role_hint.size() +
+                 e.payload.size();
+          else if constexpr (std::is_same_v<E, UnknownEvent>) n += e.type.size() + e.payload.size() + e.problem.size();
+          else if constexpr (std::is_same_v<E, ServiceError>) n += e.message.size() + e.code.size() + e.from_addr.size();
+          return n;
+        },
+        event);
+  }
 
   // Handler mode (a drainer calls the sink) or pull mode (next() hands events out). Fixed at
   // the service's start(), before the first push.
@@ -54,16 +76,20 @@ class EventQueue {
     return pull_;
   }
 
-  // Queues one event, dropping the oldest queued one when full. Returns true when the
-  // caller must start a drainer (handler mode, none running or scheduled).
+  // Queues one event, dropping the oldest queued ones while it would not fit (in count or
+  // bytes; the newest is always kept). Returns true when the caller must start a drainer
+  // (handler mode, none running or scheduled).
   bool push(InboundEvent event) {
+    const std::size_t w = weight(event);
     std::lock_guard lock(mu_);
     if (shut_) return false;
-    if (queue_.size() >= capacity_) {
+    while (!queue_.empty() && (queue_.size() >= capacity_ || bytes_ + w > max_bytes_)) {
+      bytes_ -= weight(queue_.front());
       queue_.pop_front();
       ++dropped_total_;
       ++dropped_unreported_;
     }
+    bytes_ += w;
     queue_.push_back(std::move(event));
     changed_.notify_all();
     if (pull_ || draining_) return false;
@@ -78,10 +104,7 @@ class EventQueue {
     running_ = true;
     runner_ = std::this_thread::get_id();
     while (!shut_) {
-      if (discard_) {
-        discarded_total_ += queue_.size();
-        queue_.clear();
-      }
+      if (discard_) clear_locked();
       if (dropped_unreported_ > 0) {
         const auto n = std::exchange(dropped_unreported_, 0);
         lock.unlock();
@@ -90,8 +113,7 @@ class EventQueue {
         continue;
       }
       if (queue_.empty()) break;
-      InboundEvent event = std::move(queue_.front());
-      queue_.pop_front();
+      InboundEvent event = pop_locked();
       lock.unlock();
       sink_.deliver(event);
       lock.lock();
@@ -111,10 +133,7 @@ class EventQueue {
   void discard() {
     std::lock_guard lock(mu_);
     discard_ = true;
-    if (!pull_ && !running_) {
-      discarded_total_ += queue_.size();
-      queue_.clear();
-    }
+    if (!pull_ && !running_) clear_locked();
   }
 
   // The service ended for good. In handler mode, what is still queued is discarded (counted)
@@ -124,8 +143,7 @@ class EventQueue {
     std::unique_lock lock(mu_);
     shut_ = true;
     if (!pull_) {
-      discarded_total_ += queue_.size();
-      queue_.clear();
+      clear_locked();
       changed_.wait(lock, [&] { return !running_ || runner_ == std::this_thread::get_id(); });
     }
     changed_.notify_all();
@@ -143,8 +161,7 @@ class EventQueue {
       return Pull::event;
     }
     if (!queue_.empty()) {
-      out = std::move(queue_.front());
-      queue_.pop_front();
+      out = pop_locked();
       return Pull::event;
     }
     return ready ? Pull::ended : Pull::timeout;
@@ -164,13 +181,27 @@ class EventQueue {
   }
 
  private:
+  InboundEvent pop_locked() {
+    InboundEvent event = std::move(queue_.front());
+    queue_.pop_front();
+    bytes_ -= weight(event);  // moved-from strings are empty: weigh the moved-to copy
+    return event;
+  }
+  void clear_locked() {
+    discarded_total_ += queue_.size();
+    queue_.clear();
+    bytes_ = 0;
+  }
+
   const std::size_t capacity_;
+  const std::size_t max_bytes_;
 
   mutable std::mutex mu_;
   bool pull_ = false;
   Sink sink_;
   std::condition_variable changed_;
   std::deque<InboundEvent> queue_;
+  std::size_t bytes_ = 0;  // sum of weight() over queue_
   bool draining_ = false;  // a drainer is scheduled or running
   bool running_ = false;   // drain() is executing
   std::thread::id runner_;
