@@ -153,7 +153,8 @@ class Service : public grpc::ClientBidiReactor<api::ServiceClientMessage, api::S
   }
   // Events the read-ahead queue dropped because it was full (ServiceOptions::
   // event_queue_capacity), oldest first; `count` covers every drop since the last call. Runs
-  // like the other handlers, in order, before the next event that was kept.
+  // like the other handlers, in order, before the next event that was kept. (In pull mode
+  // the report is an EventsDropped in next_event()'s sequence instead.)
   Service& on_events_dropped(std::function<void(std::uint64_t count)> handler) {
     return install(dropped_handler_, std::move(handler), "on_events_dropped");
   }
