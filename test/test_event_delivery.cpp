@@ -330,6 +330,30 @@ TEST_CASE("handlers on the user's executor: its thread, one at a time, in order,
   CHECK(svc->wait().ok());
 }
 
+TEST_CASE("an executor that refuses the task: the events are delivered anyway, in order") {
+  Fixture f;
+  ensemble::Client client(f.client_options());
+  ensemble::ServiceOptions options;
+  std::atomic<int> refused{0};
+  options.executor = [&](std::function<void()>) {
+    ++refused;
+    throw std::runtime_error("shutting down");
+  };
+  auto svc = client.service("refused", options);
+  Log log;
+  svc->on_chat([&](const ensemble::ChatMessage& m) {
+    log.add("chat:" + m.text);
+    ++log.chats;
+  });
+  svc->start();
+  inject_paced(f.daemon, "refused", *svc, 0, 100);
+  REQUIRE(eventually([&] { return log.chats.load() == 100; }));
+  CHECK(log.snapshot() == chat_texts(0, 100));
+  CHECK(refused.load() > 0);
+  svc->close();
+  CHECK(svc->wait().ok());
+}
+
 TEST_CASE("pull mode: next_event with timeouts, typed events in order, then the end") {
   Fixture f;
   ensemble::Client client(f.client_options());

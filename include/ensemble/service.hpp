@@ -30,6 +30,10 @@
 //     handler), the release waits until the stream has fully ended: after it returns, no
 //     handler of this service runs again. The reactor itself lives until gRPC's OnDone, so
 //     releasing from inside a handler is safe too; it just does not wait.
+//   - Events still queued when the service is cancelled or released are discarded
+//     (stats().events_discarded). With an executor, a handler running on it when the service
+//     ends is waited for; a drain task it has not run yet holds only the queue and does
+//     nothing when it runs. The executor itself must outlive the service.
 //   - Do not capture the shared_ptr in the service's own handlers (that is a cycle: the
 //     service would only end with its Client). Capture a raw pointer or reference.
 #pragma once
