@@ -1,7 +1,7 @@
-// Routing one decoded service event to the handler installed for its type. Service's read
-// loop (Service::dispatch_event in service.hpp) and the fuzz target
-// fuzz/fuzz_service_message.cpp both call this, so the fuzzer drives the reactor's own
-// routing rather than a copy of it.
+// Routing one decoded service event to the handler installed for its type. Service's
+// drainer (Service::deliver in service.hpp, through dispatch_value) and the fuzz target
+// fuzz/fuzz_service_message.cpp (through dispatch_event) share this routing, so the fuzzer
+// drives the reactor's own rather than a copy of it.
 #pragma once
 
 #include <ensemble/events.hpp>
