@@ -26,6 +26,7 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <unistd.h>
@@ -144,6 +145,42 @@ void slow_bot(ensemble::Client& client, std::chrono::milliseconds run_for) {
   std::this_thread::sleep_for(run_for);
   bot->close();  // no handler runs after wait() returns, so the queue can go first
   bot->wait();
+}
+
+// README: "Threading and lifetimes": every handler on a thread of your own (an event loop,
+// here the WorkQueue), so a handler may take its time and the service still reads on.
+void bot_on_my_thread(ensemble::Client& client, WorkQueue& loop, std::chrono::milliseconds run_for) {
+  ensemble::ServiceOptions options;
+  options.executor = [&loop](std::function<void()> task) { loop.push(std::move(task)); };
+  auto bot = client.service("loop-bot", options);  // `loop` outlives the service
+  ensemble::ChatService* self = bot.get();
+  bot->on_chat([self](const ensemble::ChatMessage& m) {  // on the loop's thread, in order
+    self->send_message(m.from_addr, expensive_answer(m.text));
+  });
+  bot->on_events_dropped([](std::uint64_t n) { std::cerr << n << " events lost: queue full\n"; });
+  bot->start();
+  std::this_thread::sleep_for(run_for);
+  bot->close();
+  bot->wait();  // after this no handler of the bot runs, on the loop or anywhere
+}
+
+// README: "Service events and backpressure": no handlers, so the service is read as a
+// sequence. Answers every chat until `quiet` passes without an event.
+int answer_until_quiet(ensemble::Client& client, std::chrono::milliseconds quiet) {
+  auto svc = client.service("pull-bot");
+  svc->start();
+  int answered = 0;
+  while (auto event = svc->next_event(quiet)) {  // std::nullopt: nothing within `quiet`
+    if (auto* chat = std::get_if<ensemble::ChatMessage>(&*event)) {
+      svc->send_message(chat->from_addr, "got: " + chat->text);
+      ++answered;
+    } else if (auto* lost = std::get_if<ensemble::EventsDropped>(&*event)) {
+      std::cerr << lost->count << " events lost before this point\n";
+    }
+  }
+  svc->close();
+  svc->wait();  // next_event() now throws ServiceClosedError once the queue is empty
+  return answered;
 }
 
 // README: "Errors": typed exceptions, branch on the type or the status code.
@@ -286,6 +323,27 @@ int main() {
     driver.join();
     if (daemon.action_count("slow-bot") != 3) throw std::runtime_error("slow_bot answered " + std::to_string(daemon.action_count("slow-bot")) + " of 3");
     say("ok: slow_bot answered 3 chats from its work queue");
+
+    {
+      snippets::WorkQueue loop;
+      std::thread loop_driver([&] {
+        if (!daemon.wait_registered("loop-bot", std::chrono::seconds(5))) return;
+        for (int i = 0; i < 3; ++i) daemon.inject_chat("loop-bot", daemon.node_address(), "q" + std::to_string(i));
+      });
+      snippets::bot_on_my_thread(client, loop, std::chrono::milliseconds(800));
+      loop_driver.join();
+    }
+    if (daemon.action_count("loop-bot") != 3) throw std::runtime_error("bot_on_my_thread answered " + std::to_string(daemon.action_count("loop-bot")) + " of 3");
+    say("ok: bot_on_my_thread answered 3 chats from its executor");
+
+    std::thread pull_driver([&] {
+      if (!daemon.wait_registered("pull-bot", std::chrono::seconds(5))) return;
+      for (int i = 0; i < 3; ++i) daemon.inject_chat("pull-bot", daemon.node_address(), "p" + std::to_string(i));
+    });
+    const int pulled = snippets::answer_until_quiet(client, std::chrono::milliseconds(1500));
+    pull_driver.join();
+    if (pulled != 3 || daemon.action_count("pull-bot") != 3) throw std::runtime_error("answer_until_quiet answered " + std::to_string(pulled) + " of 3");
+    say("ok: answer_until_quiet pulled and answered 3 chats");
 
     auto holder = client.service("taken");
     holder->start();

@@ -91,6 +91,19 @@ struct ServiceError {
 using ServiceEvent = std::variant<ChatMessage, ConnectionRequest, RpcMessage, PeerIntroduction,
                                   UnknownEvent>;
 
+// Events the library itself had to drop: its read-ahead queue (ServiceOptions::
+// event_queue_capacity) was full, so the `count` oldest queued events were discarded, the
+// daemon's own policy. Coalesced: one report covers every drop since the previous one, and
+// it comes before the next event that was kept.
+struct EventsDropped {
+  std::uint64_t count = 0;
+};
+
+// Everything a service's stream delivers, in the daemon's order: what next_event() returns
+// (see Service::next_event), and what the handlers receive one alternative at a time.
+using InboundEvent = std::variant<ChatMessage, ConnectionRequest, RpcMessage, PeerIntroduction,
+                                  UnknownEvent, ServiceError, EventsDropped>;
+
 // Decodes one ServiceEvent. Total: every input gives some ServiceEvent.
 inline ServiceEvent decode_event(const api::ServiceEvent& event) {
   const std::string& type = event.type();

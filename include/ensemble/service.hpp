@@ -1,16 +1,20 @@
 // Service: one registered service, one RegisterService stream, as a gRPC callback reactor.
 //
 // Where things are:
-//   - the read loop ........ OnReadDone(): dispatch one server message, then StartRead again
-//   - handler dispatch ..... dispatch_event(): decoded event -> the handler you installed
+//   - the read loop ........ OnReadDone(): queue one decoded event, StartRead again, drain
+//   - read-ahead queue ..... detail/event_queue.hpp: bounded, drop-oldest, one drainer
+//   - handler dispatch ..... deliver(): queued event -> the handler you installed
 //   - the write queue ...... enqueue() / OnWriteDone(): one StartWrite in flight, rest queued
 //   - the one ending ....... OnDone() -> finish(): unsent actions reported, wait() released
 //
 // Threading contract
-//   - Handlers run on gRPC's threads, one at a time per service, in the daemon's order.
-//     While a handler runs, this service reads nothing: the daemon queues at most 256 events
-//     per stream and then drops the OLDEST, silently. Keep handlers short; hand slow work
-//     to your own thread.
+//   - Handlers run one at a time per service, in the daemon's order: on gRPC's threads by
+//     default, or as tasks on ServiceOptions::executor. While they run the service keeps
+//     reading into a bounded queue (ServiceOptions::event_queue_capacity); when that is
+//     full the OLDEST queued event is dropped, counted (stats().events_dropped) and
+//     reported to on_events_dropped. Without an executor a handler that blocks still holds
+//     one gRPC thread; with one, reading goes on regardless.
+//   - A service started with no event handler is read with next_event() instead (pull mode).
 //   - Actions (send_message, accept_connection, ...) may be called from any thread, any
 //     number at once, including from inside a handler. They never block on the network:
 //     each is queued in call order and written one at a time. An action on a service that
@@ -32,6 +36,10 @@
 //     Releasing from inside a handler is safe too; it just does not wait.
 //   - The release waits for a running handler: do not release while holding a lock that a
 //     handler takes (move the shared_ptr out under the lock, release it after unlocking).
+//   - Events still queued when the service is cancelled or released are discarded
+//     (stats().events_discarded). With an executor, a handler running on it when the service
+//     ends is waited for; a drain task it has not run yet holds only the queue and does
+//     nothing when it runs. The executor itself must outlive the service.
 //   - Do not capture the shared_ptr in the service's own handlers (that is a cycle: the
 //     service would only end with its Client). Capture a raw pointer or reference.
 //   - Timers (the registration deadline of every attempt, the reconnect backoff) are gRPC
@@ -44,6 +52,7 @@
 #include <ensemble/detail/callback_thread.hpp>
 #include <ensemble/detail/connection.hpp>
 #include <ensemble/detail/dispatch.hpp>
+#include <ensemble/detail/event_queue.hpp>
 #include <ensemble/detail/unary.hpp>
 #include <ensemble/detail/wire_check.hpp>
 #include <ensemble/errors.hpp>
@@ -70,7 +79,9 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace ensemble {
@@ -91,10 +102,16 @@ enum class ServiceState {
 //     daemon acknowledges nothing, and if it goes away, written actions may never reach it.
 //   actions_unsent: provably never left (still queued when the stream ended, or its write
 //     failed); each was reported to on_unsent.
+// Likewise every event read off the stream ends up delivered (to a handler or next_event),
+// in events_dropped (the read-ahead queue was full; reported to on_events_dropped), in
+// events_discarded (still queued when the service was cancelled or ended with handlers), or
+// is still queued.
 struct ServiceStats {
   std::uint64_t events_received = 0;
   std::uint64_t actions_written = 0;
   std::uint64_t actions_unsent = 0;
+  std::uint64_t events_dropped = 0;
+  std::uint64_t events_discarded = 0;
 };
 
 // An action that was accepted by send_message() & co. but provably never left: it was still
@@ -157,6 +174,13 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
   Service& on_closed(std::function<void(const grpc::Status&)> handler) {
     return install(closed_handler_, std::move(handler), "on_closed");
   }
+  // Events the read-ahead queue dropped because it was full (ServiceOptions::
+  // event_queue_capacity), oldest first; `count` covers every drop since the last call. Runs
+  // like the other handlers, in order, before the next event that was kept. (In pull mode
+  // the report is an EventsDropped in next_event()'s sequence instead.)
+  Service& on_events_dropped(std::function<void(std::uint64_t count)> handler) {
+    return install(dropped_handler_, std::move(handler), "on_events_dropped");
+  }
   // An exception that escaped one of your handlers. Without this handler it is printed to
   // stderr; either way the stream goes on.
   Service& on_handler_exception(std::function<void(std::exception_ptr)> handler) {
@@ -191,6 +215,7 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
       registration_ = std::promise<void>();
       registered = registration_->get_future();
       refs_.fetch_add(1, std::memory_order_relaxed);  // held by the stream until finish()
+      start_event_queue_locked();
       attempt = prepare_attempt_locked();
     }
     // Outside mu_: CallRegistry::close_and_cancel_all() holds the registry lock while it
@@ -308,10 +333,45 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
         detail::to_connect_result, std::move(callback));
   }
 
-  ServiceStats stats() const noexcept {
-    return {events_received_.load(std::memory_order_relaxed),
+  ServiceStats stats() const {
+    return {events_received_.load(std::memory_order_acquire),
             actions_written_.load(std::memory_order_relaxed),
-            actions_unsent_.load(std::memory_order_relaxed)};
+            actions_unsent_.load(std::memory_order_relaxed), events_->dropped(),
+            events_->discarded()};
+  }
+
+  // Events read ahead and not yet handed to a handler or to next_event().
+  std::size_t events_queued() const { return events_->size(); }
+
+  // ---- Pull mode: read the service as a sequence ----
+  //
+  // A service started with no event handler installed (on_chat, on_connection_request,
+  // on_peer_introduction, on_unknown, on_error, on_rpc) is in pull mode: every event, daemon
+  // error and loss report waits in the read-ahead queue for this call, in the daemon's
+  // order. Returns the next one, or std::nullopt when none came within `timeout`. Once the
+  // service has ended for good and the queue is empty it throws ServiceClosedError (events
+  // read before the end are still returned first). Any thread; several callers share the
+  // sequence. With an event handler installed the service is in handler mode and this
+  // throws Error: events go to the handlers, never to two places.
+  std::optional<InboundEvent> next_event(std::chrono::milliseconds timeout) {
+    {
+      std::lock_guard lock(mu_);
+      if (state_ == ServiceState::idle) {
+        throw ServiceClosedError("next_event: service \"" + name_ + "\" is not started");
+      }
+    }
+    if (!events_->pull()) {
+      throw Error("next_event: service \"" + name_ +
+                  "\" has event handlers installed, so its events go to them; pull mode is for "
+                  "services started without any");
+    }
+    std::optional<InboundEvent> event;
+    switch (events_->next(timeout, event)) {
+      case detail::EventQueue::Pull::event: return event;
+      case detail::EventQueue::Pull::timeout: return std::nullopt;
+      case detail::EventQueue::Pull::ended: break;
+    }
+    throw ServiceClosedError("next_event: service \"" + name_ + "\" has ended and its events were all taken");
   }
 
   // Number of actions queued behind the one being written.
@@ -395,7 +455,8 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
         name_(std::move(name)),
         transport_(transport),
         options_(std::move(options)),
-        manifest_(detail::make_manifest(name_, transport_, options_)) {
+        manifest_(detail::make_manifest(name_, transport_, options_)),
+        events_(std::make_shared<detail::EventQueue>(checked_capacity(options_), options_.event_queue_max_bytes)) {
     // The manifest goes out on every registration attempt: check it once, here, so a bad
     // description or allowlist entry fails at Client::service() rather than as a stream
     // the daemon ends.
@@ -403,6 +464,13 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
       wipe_keypair_seed(manifest_);
       throw InvalidArgumentError("the manifest of service \"" + name_ + "\": " + *problem);
     }
+  }
+
+  static std::size_t checked_capacity(const ServiceOptions& options) {
+    if (options.event_queue_capacity == 0) {
+      throw ConfigError("ServiceOptions::event_queue_capacity must be at least 1");
+    }
+    return options.event_queue_capacity;
   }
 
   // "send_message on service \"echo\"": the action, by its wire name, for error texts.
@@ -479,24 +547,65 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
       if (release) RemoveHold();
       return;
     }
+    // Read ahead: decode into the queue and start the next read at once, then (handler mode,
+    // no drainer yet) drain here or on the executor. incoming_ is free for the next read
+    // because the queue holds decoded copies.
+    bool drain = false;
     switch (incoming_.msg_case()) {
       case api::ServiceServerMessage::kRegistered: on_registered(); break;
       case api::ServiceServerMessage::kEvent:
-        events_received_.fetch_add(1, std::memory_order_relaxed);
-        dispatch_event(decode_event(incoming_.event()));
+        drain = events_->push(std::visit([](auto&& e) -> InboundEvent { return std::move(e); },
+                                         decode_event(incoming_.event())));
+        // After the push, so that a reader who sees the count also sees the event queued.
+        events_received_.fetch_add(1, std::memory_order_release);
         break;
-      case api::ServiceServerMessage::kError: on_daemon_error(); break;
+      case api::ServiceServerMessage::kError: drain = on_daemon_error(); break;
       case api::ServiceServerMessage::MSG_NOT_SET: break;  // a newer daemon's message kind
     }
     StartRead(&incoming_);
+    if (drain) start_drainer();
   }
 
-  // ---- Handler dispatch ----
-  void dispatch_event(const ServiceEvent& event) {
-    detail::dispatch_event(event,
-                           {chat_handler_, connection_handler_, rpc_handler_, introduction_handler_,
-                            unknown_handler_},
-                           [this](const auto& handler, const auto& value) { call(handler, value); });
+  // ---- Handler dispatch (the drainer's sink; one call at a time, see event_queue.hpp) ----
+  void start_event_queue_locked() {
+    const bool pull = !chat_handler_ && !connection_handler_ && !introduction_handler_ &&
+                      !unknown_handler_ && !error_handler_ && !rpc_handler_;
+    events_->set_mode(pull, {[this](InboundEvent& event) { deliver(event); },
+                             [this](std::uint64_t n) { call(dropped_handler_, n); }});
+  }
+
+  // Without an executor the drainer runs right here, on the gRPC thread that read the event,
+  // after the next read has started (so reading goes on while it runs). With one, it is a
+  // task; the task holds the queue, not the service, and shut() keeps it from touching the
+  // service once the service has ended.
+  void start_drainer() {
+    if (!options_.executor) {
+      events_->drain();
+      return;
+    }
+    try {
+      options_.executor([queue = events_] {
+        detail::CallbackScope scope;  // a handler releasing the service must not wait for itself
+        queue->drain();
+      });
+    } catch (...) {
+      events_->drain();  // the executor refused the task: deliver here rather than lose it
+    }
+  }
+
+  void deliver(InboundEvent& event) {
+    std::visit(
+        [this](const auto& e) {
+          using E = std::decay_t<decltype(e)>;
+          if constexpr (std::is_same_v<E, ServiceError>) call(error_handler_, e);
+          else if constexpr (std::is_same_v<E, EventsDropped>) call(dropped_handler_, e.count);
+          else
+            detail::dispatch_value(e,
+                                   {chat_handler_, connection_handler_, rpc_handler_,
+                                    introduction_handler_, unknown_handler_},
+                                   [this](const auto& handler, const auto& value) { call(handler, value); });
+        },
+        event);
   }
 
   template <class Handler, class Value>
@@ -545,15 +654,16 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
     notify_state(ServiceState::registered);
   }
 
-  void on_daemon_error() {
+  // Returns whether a drainer must be started (errors queue behind the events before them).
+  bool on_daemon_error() {
     const bool registering = state() == ServiceState::registering;
     if (registering) {
       // The daemon explains a refused manifest here, then ends the call with a status.
       std::lock_guard lock(mu_);
       registration_error_ = incoming_.error().message();
-      return;
+      return false;
     }
-    call(error_handler_, decode_error(incoming_.error()));
+    return events_->push(decode_error(incoming_.error()));
   }
 
   // ---- The write queue ----
@@ -652,6 +762,8 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
   }
 
   void finish(const grpc::Status& status) {
+    // Read-ahead ends first: no event handler runs from here on (see EventQueue::shut).
+    events_->shut();
     std::optional<std::promise<void>> registration;
     grpc::Status registration_failure;
     {
@@ -947,6 +1059,7 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
       return;
     }
     if (reconnecting) cancel_backoff();
+    events_->discard();  // events read ahead are not delivered after a cancel
     // context_mu_ keeps the context from being replaced by a reconnect, or dropped by
     // finish(), while we cancel it. It is the innermost lock (nothing is taken under it),
     // and TryCancel runs no reaction inline (gRPC's callback tags are never inlined).
@@ -1032,6 +1145,8 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
   const Transport transport_;
   const ServiceOptions options_;
   api::ServiceClientMessage manifest_;
+  // The read-ahead queue; shared so that a drain task on the user's executor may outlive us.
+  const std::shared_ptr<detail::EventQueue> events_;
 
   // Handlers: written before start(), read-only afterwards, so reactions need no lock;
   // destroyed by drop_handlers() when the service ends.
@@ -1044,6 +1159,7 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
   std::function<void(ServiceState)> state_handler_;
   std::function<void(const grpc::Status&)> closed_handler_;
   std::function<void(std::exception_ptr)> exception_handler_;
+  std::function<void(std::uint64_t)> dropped_handler_;
 
   // Buffers gRPC reads into / writes from: must stay put until the matching On*Done.
   api::ServiceServerMessage incoming_;

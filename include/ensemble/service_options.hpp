@@ -10,7 +10,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -78,6 +80,21 @@ struct ServiceOptions {
   // INVALID_ARGUMENT, auth) still fail start() at once.
   bool wait_for_daemon = false;
   ReconnectPolicy reconnect{};
+  // Read-ahead: how many events the library reads off the stream and keeps while handlers
+  // (or next_event callers) catch up. When full, the oldest queued event is dropped and
+  // reported (on_events_dropped / EventsDropped, ServiceStats::events_dropped). At least 1.
+  // The default holds a burst of 5,000 chats arriving faster than the handlers take them
+  // (bench workload 7); idle, the queue costs nothing.
+  std::size_t event_queue_capacity = 8192;
+  // The same bound in bytes (payloads and strings of the queued events, roughly), so that
+  // large RPC payloads cannot make the queue huge. The newest event is always kept.
+  std::size_t event_queue_max_bytes = 64u << 20;
+  // Where handlers run. Empty: on gRPC's threads, as before. Set: every drain of the queue
+  // is handed to this function as a task (post it to your event loop or worker); handlers
+  // of one service still run one at a time, in order, and a slow handler no longer stops
+  // the service from reading. The executor must run every task it accepts, once, or throw
+  // (then the library runs the task on its own thread instead).
+  std::function<void(std::function<void()>)> executor{};
 };
 
 namespace detail {

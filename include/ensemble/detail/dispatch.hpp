@@ -1,7 +1,7 @@
-// Routing one decoded service event to the handler installed for its type. Service's read
-// loop (Service::dispatch_event in service.hpp) and the fuzz target
-// fuzz/fuzz_service_message.cpp both call this, so the fuzzer drives the reactor's own
-// routing rather than a copy of it.
+// Routing one decoded service event to the handler installed for its type. Service's
+// drainer (Service::deliver in service.hpp, through dispatch_value) and the fuzz target
+// fuzz/fuzz_service_message.cpp (through dispatch_event) share this routing, so the fuzzer
+// drives the reactor's own rather than a copy of it.
 #pragma once
 
 #include <ensemble/events.hpp>
@@ -24,19 +24,21 @@ struct EventHandlers {
 // Calls invoke(handler, value) once, with the handler for the event's type and the event's
 // value. `invoke` decides what an empty or throwing handler means (the reactor skips the
 // former and reports the latter to on_handler_exception).
+// The same for one alternative already taken out of its variant (the read-ahead queue holds
+// InboundEvent, a superset of ServiceEvent).
+template <class E, class Invoke>
+void dispatch_value(const E& e, const EventHandlers& handlers, Invoke&& invoke) {
+  if constexpr (std::is_same_v<E, ChatMessage>) invoke(handlers.chat, e);
+  else if constexpr (std::is_same_v<E, ConnectionRequest>) invoke(handlers.connection_request, e);
+  else if constexpr (std::is_same_v<E, RpcMessage>) invoke(handlers.rpc, e);
+  else if constexpr (std::is_same_v<E, PeerIntroduction>) invoke(handlers.peer_introduction, e);
+  else if constexpr (std::is_same_v<E, UnknownEvent>) invoke(handlers.unknown, e);
+  else static_assert(!sizeof(E), "a ServiceEvent alternative has no handler here");
+}
+
 template <class Invoke>
 void dispatch_event(const ServiceEvent& event, const EventHandlers& handlers, Invoke&& invoke) {
-  std::visit(
-      [&](const auto& e) {
-        using E = std::decay_t<decltype(e)>;
-        if constexpr (std::is_same_v<E, ChatMessage>) invoke(handlers.chat, e);
-        else if constexpr (std::is_same_v<E, ConnectionRequest>) invoke(handlers.connection_request, e);
-        else if constexpr (std::is_same_v<E, RpcMessage>) invoke(handlers.rpc, e);
-        else if constexpr (std::is_same_v<E, PeerIntroduction>) invoke(handlers.peer_introduction, e);
-        else if constexpr (std::is_same_v<E, UnknownEvent>) invoke(handlers.unknown, e);
-        else static_assert(!sizeof(E), "a ServiceEvent alternative has no handler here");
-      },
-      event);
+  std::visit([&](const auto& e) { dispatch_value(e, handlers, invoke); }, event);
 }
 
 }  // namespace ensemble::detail
