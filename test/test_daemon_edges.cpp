@@ -12,6 +12,7 @@
 #include <ensemble/ensemble.hpp>
 #include <ensemble/testing/daemon_double.hpp>
 
+#include "support/polling.hpp"
 #include "support/freezable_proxy.hpp"
 #include "support/loopbackd_process.hpp"
 #include "support/scripted_daemon.hpp"
@@ -33,23 +34,10 @@ using Catch::Matchers::Contains;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
 
+using test_support::eventually;
+using test_support::peer_address;
+
 namespace {
-
-std::string peer_address(std::uint8_t tag) {
-  std::array<std::uint8_t, 32> key{};
-  key.fill(tag);
-  return ensemble::address_from_public_key(key);
-}
-
-template <class Predicate>
-bool eventually(Predicate done, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return done();
-}
 
 // The message of the exception `f` throws as E; fails the test when it throws nothing.
 template <class E, class F>

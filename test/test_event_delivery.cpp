@@ -7,6 +7,7 @@
 #include <ensemble/ensemble.hpp>
 #include <ensemble/testing/daemon_double.hpp>
 
+#include "support/polling.hpp"
 #include "support/tempdir.hpp"
 
 #include <algorithm>
@@ -24,23 +25,10 @@ using namespace std::chrono_literals;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
 
+using test_support::eventually;
+using test_support::peer_address;
+
 namespace {
-
-std::string peer_address(std::uint8_t tag) {
-  std::array<std::uint8_t, 32> key{};
-  key.fill(tag);
-  return ensemble::address_from_public_key(key);
-}
-
-template <class Predicate>
-bool eventually(Predicate done, std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(2ms);
-  }
-  return done();
-}
 
 struct Fixture {
   test_support::TempDir dir;

@@ -6,6 +6,7 @@
 #include <ensemble/ensemble.hpp>
 #include <ensemble/testing/daemon_double.hpp>
 
+#include "support/polling.hpp"
 #include "support/loopbackd_process.hpp"
 #include "support/tempdir.hpp"
 
@@ -22,23 +23,10 @@ using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
 using test_support::LoopbackdProcess;
 
+using test_support::eventually;
+using test_support::peer_address;
+
 namespace {
-
-std::string peer_address(std::uint8_t tag) {
-  std::array<std::uint8_t, 32> key{};
-  key.fill(tag);
-  return ensemble::address_from_public_key(key);
-}
-
-template <class Predicate>
-bool eventually(Predicate done, std::chrono::milliseconds timeout = 5s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(2ms);
-  }
-  return done();
-}
 
 std::chrono::microseconds process_cpu_time() {
   rusage usage{};

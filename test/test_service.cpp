@@ -5,6 +5,7 @@
 #include <ensemble/ensemble.hpp>
 #include <ensemble/testing/daemon_double.hpp>
 
+#include "support/polling.hpp"
 #include "support/tempdir.hpp"
 
 #include <atomic>
@@ -19,14 +20,10 @@ using namespace std::chrono_literals;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
 
-namespace {
+using test_support::eventually;
+using test_support::peer_address;
 
-// A second, unrelated identity to stand in for a remote peer.
-std::string peer_address(std::uint8_t tag) {
-  std::array<std::uint8_t, 32> key{};
-  key.fill(tag);
-  return ensemble::address_from_public_key(key);
-}
+namespace {
 
 ensemble::Seed admin_seed() {
   std::array<std::uint8_t, 32> bytes{};
@@ -56,17 +53,6 @@ struct Daemon {
     return ensemble::Client({.addr = daemon.tcp_target(), .auth_seed = admin_seed()});
   }
 };
-
-// Waits for a condition that another thread makes true.
-template <class Predicate>
-bool eventually(Predicate done, std::chrono::milliseconds timeout = 5s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(2ms);
-  }
-  return done();
-}
 
 }  // namespace
 
