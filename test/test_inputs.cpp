@@ -8,6 +8,7 @@
 #include "support/delaying_proxy.hpp"
 #include "support/identity_server.hpp"
 #include "support/registry_server.hpp"
+#include "support/scoped_env.hpp"
 #include "support/tempdir.hpp"
 
 #include <array>
@@ -24,28 +25,9 @@ using Catch::Matchers::Contains;
 using test_support::IdentityServer;
 using test_support::Transport;
 
+using test_support::ScopedEnv;
+
 namespace {
-
-// Sets environment variables for one test and restores them afterwards.
-class ScopedEnv {
- public:
-  ScopedEnv& set(const char* name, std::optional<std::string> value) {
-    const char* old = std::getenv(name);
-    saved_.push_back({name, old ? std::optional<std::string>(old) : std::nullopt});
-    if (value) ::setenv(name, value->c_str(), 1);
-    else ::unsetenv(name);
-    return *this;
-  }
-  ~ScopedEnv() {
-    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
-      if (it->second) ::setenv(it->first, it->second->c_str(), 1);
-      else ::unsetenv(it->first);
-    }
-  }
-
- private:
-  std::vector<std::pair<const char*, std::optional<std::string>>> saved_;
-};
 
 ensemble::Seed seed_of(std::uint8_t first) {
   std::array<std::uint8_t, 32> bytes{};
