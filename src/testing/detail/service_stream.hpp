@@ -29,6 +29,7 @@
 #include <google/protobuf/unknown_field_set.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/proto_buffer_reader.h>
 #include <grpcpp/support/proto_buffer_writer.h>
 
 #include <algorithm>
@@ -49,7 +50,7 @@ namespace ensemble::testing::detail {
 // grpc-go's receive checks, in its words (daemon-protocol.md section 10). A message over the
 // limit is refused before it is parsed; one that does not parse is refused for invalid
 // UTF-8 when its wire form is sound (the only other way a proto3 message fails to parse).
-inline std::optional<grpc::Status> decode_client_message(const grpc::ByteBuffer& buffer,
+inline std::optional<grpc::Status> decode_client_message(grpc::ByteBuffer& buffer,
                                                          std::size_t limit,
                                                          api::ServiceClientMessage& out) {
   const std::size_t size = buffer.Length();
@@ -58,17 +59,12 @@ inline std::optional<grpc::Status> decode_client_message(const grpc::ByteBuffer&
                         "grpc: received message larger than max (" + std::to_string(size) +
                             " vs. " + std::to_string(limit) + ")");
   }
-  std::vector<grpc::Slice> slices;
-  std::string bytes;
-  if (buffer.Dump(&slices).ok()) {
-    bytes.reserve(size);
-    for (const auto& slice : slices) {
-      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-    }
-  }
-  if (out.ParseFromString(bytes)) return std::nullopt;
+  // Parsed in place, as gRPC's own deserializer would; only a refusal reads it again.
+  grpc::ProtoBufferReader reader(&buffer);
+  if (out.ParseFromZeroCopyStream(&reader)) return std::nullopt;
+  grpc::ProtoBufferReader again(&buffer);
   google::protobuf::UnknownFieldSet wire;
-  const bool sound_wire = wire.ParseFromString(bytes);
+  const bool sound_wire = wire.ParseFromZeroCopyStream(&again);
   return grpc::Status(grpc::StatusCode::INTERNAL,
                       std::string("grpc: failed to unmarshal the received message: ") +
                           (sound_wire ? "string field contains invalid UTF-8"
