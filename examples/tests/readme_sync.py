@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks that every ```cpp (and ```ini) block in the README is cut verbatim from a file.
+"""Checks that every ```cpp (and ```ini, ```cmake) block in the README is cut verbatim from a file.
 
 The README names the file on the last non-blank line before the block, in backticks or as a
 link, e.g. "From [`examples/echo.cpp`](examples/echo.cpp):". The block must appear in that
@@ -12,8 +12,8 @@ import pathlib
 import re
 import sys
 
-SOURCE = re.compile(r"`((?:examples|test|include|packaging)/[\w./-]+\.(?:cpp|hpp|wrap))`")
-CHECKED = ("```cpp", "```ini")
+SOURCE = re.compile(r"`((?:examples|test|include|packaging)/[\w./-]+(?:\.cpp|\.hpp|\.wrap|/CMakeLists\.txt))`")
+CHECKED = ("```cpp", "```ini", "```cmake")
 
 
 def blocks(readme_lines):

@@ -5,8 +5,6 @@ ways a user adopts this library, then runs its bot, which must finish a round tr
     run.py MODE SOURCE_ROOT BUILD_ROOT
 
 MODE
-  dir        subprojects/ensemble-client is a symlink to SOURCE_ROOT (the working tree);
-             Meson treats a bare subproject directory as providing the dependency of its name.
   wrap-git   subprojects/ensemble-client.wrap is packaging/ensemble-client.wrap, the file the
              README tells users to copy, with only url (file://SOURCE_ROOT) and revision (the
              commit HEAD names when the test starts) changed: proves that its [wrap-git] and
@@ -14,8 +12,9 @@ MODE
              (77) when SOURCE_ROOT is not a git checkout.
   installed  `meson install --destdir` of BUILD_ROOT into a staging dir, then the consumer
              finds the library only through the installed pkg-config file (fallbacks off).
-  cmake      the same staged install, found by test/consumer/CMakeLists.txt through
-             pkg_check_modules: what a CMake project does.
+  cmake      the same staged install, found by test/consumer/CMakeLists.txt through the
+             installed CMake package (find_package(ensemble-client), CMAKE_PREFIX_PATH):
+             what a CMake project does.
 
 Each step's output is shown only when it fails; the timing of each step is printed.
 """
@@ -103,24 +102,35 @@ def staged_install(build_root, stage):
     return env
 
 
-def build_and_run_cmake(project, build, build_root, env):
+def build_and_run_cmake(project, build, build_root, stage):
+    """test/consumer/CMakeLists.txt against the staged install's CMake package, found the way
+    a user finds it: CMAKE_PREFIX_PATH names the install prefix (here, inside the stage)."""
     cmake = shutil.which("cmake")
     if not cmake:
         raise StepFailed("cmake is not on PATH (scripts/install-deps.sh installs it)")
+    configs = glob.glob(str(stage / "**" / "cmake" / "ensemble-client" / "ensemble-client-config.cmake"),
+                        recursive=True)
+    if len(configs) != 1:
+        raise StepFailed(f"expected one installed ensemble-client-config.cmake, found {configs}")
+    # <prefix>/<libdir>/cmake/ensemble-client/ensemble-client-config.cmake, libdir one or two
+    # levels deep: the prefix is the directory holding include/ensemble.
+    prefix = pathlib.Path(configs[0]).parent
+    while not (prefix / "include" / "ensemble").is_dir():
+        if prefix == stage:
+            raise StepFailed("no include/ensemble above the installed CMake package")
+        prefix = prefix.parent
     # The parent build's sanitizers, as installed_build_args does for Meson.
-    # PKG_CONFIG_SYSROOT_DIR also prefixes the system packages' -I/usr/include with the stage;
-    # Meson ignores a missing include directory, CMake refuses it. Only the staging needs this.
-    (pathlib.Path(env["PKG_CONFIG_SYSROOT_DIR"]) / "usr" / "include").mkdir(parents=True, exist_ok=True)
     flags = []
     for arg in installed_build_args(build_root):
         if arg.startswith("-Db_sanitize="):
             flags.append("-fsanitize=" + arg.split("=", 1)[1])
         elif arg.startswith("-Dcpp_args="):
             flags.append(arg.split("=", 1)[1])
-    step("cmake configure", [cmake, "-S", str(project), "-B", str(build),
-                             "-DCMAKE_CXX_FLAGS=" + " ".join(flags)], env=env)
-    step("cmake --build consumer_bot", [cmake, "--build", str(build), "--target", "consumer_bot"], env=env)
-    out = step("run consumer_bot", [str(build / "consumer_bot")], env=env)
+    out = step("cmake configure", [cmake, "-S", str(project), "-B", str(build), "-G", "Ninja",
+                                   f"-DCMAKE_PREFIX_PATH={prefix}",
+                                   "-DCMAKE_CXX_FLAGS=" + " ".join(flags)])
+    step("cmake --build consumer_bot", [cmake, "--build", str(build), "--target", "consumer_bot"])
+    out = step("run consumer_bot", [str(build / "consumer_bot")])
     print("           " + out.strip())
     if "round trip ok" not in out:
         raise StepFailed("consumer_bot did not report a round trip")
@@ -134,12 +144,7 @@ def main():
         shutil.copytree(source_root / "test" / "consumer", project)
         build = tmp / "build"
 
-        if mode == "dir":
-            (project / "subprojects").mkdir()
-            (project / "subprojects" / "ensemble-client").symlink_to(source_root)
-            build_and_run(project, build, ["--force-fallback-for=ensemble-client"])
-
-        elif mode == "wrap-git":
+        if mode == "wrap-git":
             if shutil.which("git") is None or subprocess.run(
                     ["git", "-C", str(source_root), "rev-parse", "HEAD"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
@@ -168,7 +173,7 @@ def main():
             stage = tmp / "stage"
             env = staged_install(build_root, stage)
             if mode == "cmake":
-                build_and_run_cmake(project, build, build_root, env)
+                build_and_run_cmake(project, build, build_root, stage)
                 return 0
             flags = step("pkg-config --cflags --libs ensemble-client",
                          ["pkg-config", "--cflags", "--libs", "ensemble-client"], env=env)
