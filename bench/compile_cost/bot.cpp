@@ -1,5 +1,5 @@
 // Compile cost: the echo bot of raw_bot.cpp written with this library, as the README shows
-// a bot. Never run: only compiled by scripts/compile-cost.sh.
+// a bot. Never run: only compiled by bench/compile_cost.sh.
 #include <ensemble/ensemble.hpp>
 
 int main() {

@@ -1,5 +1,5 @@
 // Compile cost: a test of the echo bot against the daemon double, as a user's test would
-// be. Never run: only compiled by scripts/compile-cost.sh.
+// be. Never run: only compiled by bench/compile_cost.sh.
 #include <ensemble/ensemble.hpp>
 #include <ensemble/testing/daemon_double.hpp>
 

@@ -1,6 +1,6 @@
 // Compile-cost baseline: an echo bot written straight on gRPC's callback API and the
 // generated stubs, as a user without this library would write it. Never run: only compiled
-// by scripts/compile-cost.sh, next to bot.cpp (the same bot with the library).
+// by bench/compile_cost.sh, next to bot.cpp (the same bot with the library).
 #include <ensemble/proto/ensemble.grpc.pb.h>
 
 #include <grpcpp/grpcpp.h>
