@@ -139,51 +139,56 @@ class ServiceKey {
 // The reactor is a private base: gRPC drives it, while StartWrite, AddHold, StartCall and
 // the On* reactions stay out of users' reach (a stray StartWrite would break the one-write-
 // in-flight rule the write queue keeps).
-class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::ServiceServerMessage>,
-                private detail::LiveCall {
+//
+// Users name it Service; it is a class template with the one instantiation
+// BasicService<void> only so that a program may compile it once instead of in every file
+// that starts a service: see <ensemble/separate_compilation.hpp>.
+template <class Unused = void>
+class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::ServiceServerMessage>,
+                     private detail::LiveCall {
  public:
-  Service(const Service&) = delete;
-  Service& operator=(const Service&) = delete;
+  BasicService(const BasicService&) = delete;
+  BasicService& operator=(const BasicService&) = delete;
 
   // ---- Handlers: install before start(). Each replaces any earlier one of its kind. ----
-  Service& on_chat(std::function<void(const ChatMessage&)> handler) {
+  BasicService& on_chat(std::function<void(const ChatMessage&)> handler) {
     return install(chat_handler_, std::move(handler), "on_chat");
   }
-  Service& on_connection_request(std::function<void(const ConnectionRequest&)> handler) {
+  BasicService& on_connection_request(std::function<void(const ConnectionRequest&)> handler) {
     return install(connection_handler_, std::move(handler), "on_connection_request");
   }
-  Service& on_peer_introduction(std::function<void(const PeerIntroduction&)> handler) {
+  BasicService& on_peer_introduction(std::function<void(const PeerIntroduction&)> handler) {
     return install(introduction_handler_, std::move(handler), "on_peer_introduction");
   }
   // Event types this version does not know, and payloads that do not parse.
-  Service& on_unknown(std::function<void(const UnknownEvent&)> handler) {
+  BasicService& on_unknown(std::function<void(const UnknownEvent&)> handler) {
     return install(unknown_handler_, std::move(handler), "on_unknown");
   }
   // Recoverable daemon errors on the open stream (ServiceError::Kind tells which).
-  Service& on_error(std::function<void(const ServiceError&)> handler) {
+  BasicService& on_error(std::function<void(const ServiceError&)> handler) {
     return install(error_handler_, std::move(handler), "on_error");
   }
   // Actions that were queued but not written when a stream ended.
-  Service& on_unsent(std::function<void(const UnsentAction&)> handler) {
+  BasicService& on_unsent(std::function<void(const UnsentAction&)> handler) {
     return install(unsent_handler_, std::move(handler), "on_unsent");
   }
-  Service& on_state(std::function<void(ServiceState)> handler) {
+  BasicService& on_state(std::function<void(ServiceState)> handler) {
     return install(state_handler_, std::move(handler), "on_state");
   }
   // The final status, once, when the service has ended for good (also returned by wait()).
-  Service& on_closed(std::function<void(const grpc::Status&)> handler) {
+  BasicService& on_closed(std::function<void(const grpc::Status&)> handler) {
     return install(closed_handler_, std::move(handler), "on_closed");
   }
   // Events the read-ahead queue dropped because it was full (ServiceOptions::
   // event_queue_capacity), oldest first; `count` covers every drop since the last call. Runs
   // like the other handlers, in order, before the next event that was kept. (In pull mode
   // the report is an EventsDropped in next_event()'s sequence instead.)
-  Service& on_events_dropped(std::function<void(std::uint64_t count)> handler) {
+  BasicService& on_events_dropped(std::function<void(std::uint64_t count)> handler) {
     return install(dropped_handler_, std::move(handler), "on_events_dropped");
   }
   // An exception that escaped one of your handlers. Without this handler it is printed to
   // stderr; either way the stream goes on.
-  Service& on_handler_exception(std::function<void(std::exception_ptr)> handler) {
+  BasicService& on_handler_exception(std::function<void(std::exception_ptr)> handler) {
     return install(exception_handler_, std::move(handler), "on_handler_exception");
   }
 
@@ -449,8 +454,8 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
   }
 
  protected:
-  Service(std::shared_ptr<detail::Connection> conn, std::string name, Transport transport,
-          ServiceOptions options)
+  BasicService(std::shared_ptr<detail::Connection> conn, std::string name, Transport transport,
+               ServiceOptions options)
       : conn_(std::move(conn)),
         name_(std::move(name)),
         transport_(transport),
@@ -479,7 +484,7 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
     return (field ? field->name() : std::string("an action")) + " on service \"" + name_ + "\"";
   }
 
-  ~Service() override {
+  ~BasicService() override {
     // Secrets in the manifest (keypair_seed) do not outlive the service.
     wipe_keypair_seed(manifest_);
     wipe_keypair_seed(outgoing_);
@@ -493,7 +498,7 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
   }
 
   template <class Handler>
-  Service& install(Handler& slot, Handler handler, const char* what) {
+  BasicService& install(Handler& slot, Handler handler, const char* what) {
     std::lock_guard lock(mu_);
     if (state_ != ServiceState::idle) {
       throw Error(std::string(what) + ": handlers must be installed before start() (service \"" +
@@ -1204,6 +1209,13 @@ class Service : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::
   bool finished_ = false;
   grpc::Status final_status_;
 };
+
+using Service = BasicService<>;
+
+#if defined(ENSEMBLE_SEPARATE_COMPILATION)
+// Compiled once, in the file that includes <ensemble/separate_compilation.hpp>.
+extern template class BasicService<void>;
+#endif
 
 namespace detail {
 
