@@ -46,7 +46,11 @@
 
 namespace ensemble {
 
-class Client {
+// Users name it Client; like Service, it is a class template with the one instantiation
+// BasicClient<void> only so that a program may compile it once: see
+// <ensemble/separate_compilation.hpp>.
+template <class Unused>
+class BasicClient {
  public:
   // Throws ConfigError for contradictory options (both or neither of socket_path/addr, tls
   // on a Unix socket, a signed plaintext call to a non-loopback host) and for values gRPC
@@ -54,7 +58,7 @@ class Client {
   // a "unix:" form that is not a path, an addr that is not "host:port" / "[v6]:port", a
   // service_token that is not printable ASCII. The message names the option and never holds
   // the token. Does no I/O: the channel connects on first use.
-  explicit Client(ClientOptions options) {
+  explicit BasicClient(ClientOptions options) {
     std::shared_ptr<const Signer> signer;
     if (options.auth_seed) signer = std::make_shared<const Signer>(*options.auth_seed);
     // Two statements: make_channel checks the token, so it must run before the token is
@@ -73,7 +77,7 @@ class Client {
   // a value the constructor above would refuse or one with surrounding whitespace (refused,
   // not trimmed); AuthError naming ENSEMBLE_AUTH_SEED and the file when the seed cannot be
   // used.
-  static Client from_env() { return Client(options_from(SpawnContext::from_env())); }
+  static BasicClient from_env() { return BasicClient(options_from(SpawnContext::from_env())); }
 
   // The options from_env uses, with the same checks, for a SpawnContext from anywhere.
   static ClientOptions options_from(const SpawnContext& env) {
@@ -102,18 +106,18 @@ class Client {
     return options;
   }
 
-  Client(Client&&) noexcept = default;
-  Client& operator=(Client&& other) noexcept {
+  BasicClient(BasicClient&&) noexcept = default;
+  BasicClient& operator=(BasicClient&& other) noexcept {
     if (this != &other) {
       shut_down();
       conn_ = std::move(other.conn_);
     }
     return *this;
   }
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
+  BasicClient(const BasicClient&) = delete;
+  BasicClient& operator=(const BasicClient&) = delete;
 
-  ~Client() { shut_down(); }
+  ~BasicClient() { shut_down(); }
 
   // ---- Services. Install handlers on the result, then start() it. ----
 
@@ -535,5 +539,10 @@ class Client {
 
   std::shared_ptr<detail::Connection> conn_;
 };
+
+#if defined(ENSEMBLE_SEPARATE_COMPILATION)
+// Compiled once, in the file that includes <ensemble/separate_compilation.hpp>.
+extern template class BasicClient<void>;
+#endif
 
 }  // namespace ensemble

@@ -1,4 +1,4 @@
-// Compiling the service reactor once per program instead of once per file.
+// Compiling the service reactor and the Client once per program instead of once per file.
 //
 // The library is header-only: every translation unit that starts a service compiles the
 // whole reactor (reconnects, signing, the write queue, the wire checks), a few seconds of
@@ -23,4 +23,5 @@
 
 namespace ensemble {
 template class BasicService<void>;
+template class BasicClient<void>;
 }  // namespace ensemble

@@ -123,7 +123,10 @@ struct UnsentAction {
   grpc::Status reason;  // how the stream ended
 };
 
-class Client;
+template <class Unused = void>
+class BasicClient;
+// The client: connection, node-level calls, and the factory of services (client.hpp).
+using Client = BasicClient<void>;
 
 namespace detail {
 struct ServiceReleaser;
@@ -132,7 +135,7 @@ struct ServiceReleaser;
 // shared_ptr whose deleter ends the stream), so their constructors take this key.
 class ServiceKey {
   ServiceKey() = default;
-  friend class ensemble::Client;
+  template <class> friend class ensemble::BasicClient;
 };
 }  // namespace detail
 
