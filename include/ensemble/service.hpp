@@ -611,7 +611,7 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
             detail::dispatch_value(e,
                                    {chat_handler_, connection_handler_, rpc_handler_,
                                     introduction_handler_, unknown_handler_},
-                                   [this](const auto& handler, const auto& value) { call(handler, value); });
+                                   [this](const auto& handler, const auto& value) { this->call(handler, value); });
         },
         event);
   }
