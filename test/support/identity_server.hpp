@@ -1,7 +1,9 @@
 // A real gRPC server (callback API) that checks admin-key auth exactly as the daemon does,
 // for testing the client side of auth over real sockets. It serves GetIdentity (unary) and
 // Subscribe (server streaming: one event, then OK) and refuses both with the daemon's status
-// when check_admin_auth fails.
+// when check_admin_auth fails. Its constructors and destructors are in identity_server.cpp:
+// building the generated CallbackService is seconds of compile time, paid there once rather
+// than in each test file that includes this.
 #pragma once
 
 #include <ensemble/address.hpp>
@@ -42,29 +44,10 @@ class IdentityServer {
   // `socket_dir` holds the Unix socket, named `socket_name` (unused for TCP). The path is
   // bound byte for byte, whatever characters it holds.
   IdentityServer(Transport transport, const std::array<std::uint8_t, 32>& admin_key,
-                 const std::filesystem::path& socket_dir, const std::string& socket_name = "api.sock")
-      : service_(admin_key), transport_(transport) {
-    grpc::ServerBuilder builder;
-    int port = 0;
-    if (transport == Transport::unix_socket) {
-      target_ = ensemble::detail::unix_target((socket_dir / socket_name).string());
-      builder.AddListeningPort(target_, grpc::experimental::LocalServerCredentials(UDS));
-    } else {
-      builder.AddListeningPort("127.0.0.1:0",
-                               grpc::experimental::LocalServerCredentials(LOCAL_TCP), &port);
-    }
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
-    if (!server_) throw std::runtime_error("test server failed to start");
-    if (transport == Transport::loopback_tcp) {
-      if (port == 0) throw std::runtime_error("test server got no TCP port");
-      target_ = "127.0.0.1:" + std::to_string(port);
-      port_ = port;
-    }
-  }
+                 const std::filesystem::path& socket_dir, const std::string& socket_name = "api.sock");
   IdentityServer(const IdentityServer&) = delete;
   IdentityServer& operator=(const IdentityServer&) = delete;
-  ~IdentityServer() { server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2)); }
+  ~IdentityServer();
 
   const std::string& target() const { return target_; }
   int port() const { return port_; }  // 0 for a Unix socket
@@ -90,7 +73,8 @@ class IdentityServer {
 
  private:
   struct Service final : ensemble::api::EnsembleService::CallbackService {
-    explicit Service(const std::array<std::uint8_t, 32>& key) : admin_key(key) {}
+    explicit Service(const std::array<std::uint8_t, 32>& key);
+    ~Service() override;
 
     grpc::Status authorize(grpc::CallbackServerContext* context) {
       std::chrono::system_clock::time_point now;
