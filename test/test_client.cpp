@@ -8,6 +8,7 @@
 #include "support/delaying_proxy.hpp"
 #include "support/scoped_env.hpp"
 #include "support/tempdir.hpp"
+#include "support/thrown.hpp"
 
 #include <cstdlib>
 #include <optional>
@@ -17,6 +18,7 @@ using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
 
 using test_support::ScopedEnv;
+using test_support::thrown;
 
 namespace {
 
@@ -24,18 +26,6 @@ ensemble::Seed admin_seed() {
   std::array<std::uint8_t, 32> bytes{};
   for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::uint8_t>(i);
   return ensemble::Seed::from_bytes(bytes);
-}
-
-// The message of the exception of type E that f throws (any other exception escapes and
-// fails the test).
-template <class E, class F>
-std::string thrown(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<nothing thrown>";
 }
 
 }  // namespace

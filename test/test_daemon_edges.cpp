@@ -17,6 +17,7 @@
 #include "support/loopbackd_process.hpp"
 #include "support/scripted_daemon.hpp"
 #include "support/tempdir.hpp"
+#include "support/thrown.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -36,20 +37,9 @@ using ensemble::testing::DaemonDoubleOptions;
 
 using test_support::eventually;
 using test_support::peer_address;
+using test_support::thrown;
 
 namespace {
-
-// The message of the exception `f` throws as E; fails the test when it throws nothing.
-template <class E, class F>
-std::string thrown(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  FAIL("nothing was thrown");
-  return {};
-}
 
 // An unauthenticated double on a Unix socket, and a registered chat and rpc service.
 struct Registered {
