@@ -10,6 +10,7 @@
 #include "support/registry_server.hpp"
 #include "support/scoped_env.hpp"
 #include "support/tempdir.hpp"
+#include "support/thrown.hpp"
 
 #include <array>
 #include <chrono>
@@ -39,16 +40,10 @@ std::array<std::uint8_t, 32> public_key_of(const ensemble::Seed& seed) {
   return ensemble::Signer(seed).public_key();
 }
 
-// The message of the ConfigError that f throws (any other exception escapes and fails the
-// test).
+// The message of the ConfigError that f throws.
 template <class F>
 std::string config_error(F f) {
-  try {
-    f();
-  } catch (const ensemble::ConfigError& e) {
-    return e.what();
-  }
-  return "<nothing thrown>";
+  return test_support::thrown<ensemble::ConfigError>(std::move(f));
 }
 
 constexpr auto kCall = ensemble::CallOptions{.timeout = std::chrono::seconds(10)};
