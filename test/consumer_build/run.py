@@ -126,9 +126,9 @@ def build_and_run_cmake(project, build, build_root, stage):
             flags.append("-fsanitize=" + arg.split("=", 1)[1])
         elif arg.startswith("-Dcpp_args="):
             flags.append(arg.split("=", 1)[1])
-    out = step("cmake configure", [cmake, "-S", str(project), "-B", str(build), "-G", "Ninja",
-                                   f"-DCMAKE_PREFIX_PATH={prefix}",
-                                   "-DCMAKE_CXX_FLAGS=" + " ".join(flags)])
+    step("cmake configure", [cmake, "-S", str(project), "-B", str(build), "-G", "Ninja",
+                             f"-DCMAKE_PREFIX_PATH={prefix}",
+                             "-DCMAKE_CXX_FLAGS=" + " ".join(flags)])
     step("cmake --build consumer_bot", [cmake, "--build", str(build), "--target", "consumer_bot"])
     out = step("run consumer_bot", [str(build / "consumer_bot")])
     print("           " + out.strip())

@@ -15,11 +15,11 @@ def main():
     nm, archive = sys.argv[1], sys.argv[2]
     listing = subprocess.run([nm, "-C", "--defined-only", archive], check=True, text=True,
                              stdout=subprocess.PIPE).stdout
-    emitted = [line for line in listing.splitlines()
-               if len(line.split(" ", 2)) == 3 and line.split(" ", 2)[1] in "TtWw"
-               and "ensemble::" in line]
-    for line in emitted[:20]:
-        print("emitted:", line.split(" ", 2)[2][:200])
+    # "<address> <type> <name>" per symbol; code is type T/t (strong) or W/w (weak).
+    fields = (line.split(" ", 2) for line in listing.splitlines())
+    emitted = [f[2] for f in fields if len(f) == 3 and f[1] in "TtWw" and "ensemble::" in f[2]]
+    for name in emitted[:20]:
+        print("emitted:", name[:200])
     print(f"{len(emitted)} functions of the library defined by a file that uses none of it")
     return 1 if emitted else 0
 
