@@ -6,12 +6,13 @@
 //
 //   1. define ENSEMBLE_SEPARATE_COMPILATION for every file that includes the library
 //      (Meson: cpp_args; CMake: target_compile_definitions), which declares the reactor
-//      `extern template` so those files only call it, and
-//   2. include this header in exactly one of its .cpp files, which compiles it there.
+//      and the Client `extern template` so those files only call them, and
+//   2. include this header in exactly one of its .cpp files, which compiles them there.
 //
 // Nothing else changes: the same headers, types and behaviour, and no library to link
 // besides the usual ones. Forgetting step 2 is a link error naming
-// ensemble::BasicService<void>; doing step 2 without step 1 is a compile error here.
+// ensemble::BasicService<void> or ensemble::BasicClient<void>; doing step 2 without
+// step 1 is a compile error here.
 // README, "What it costs to compile", has the figures (bench/compile_cost.sh).
 #pragma once
 
