@@ -49,7 +49,8 @@ echo "tarball: $(basename "$tarball") ($(du -k "$tarball" | cut -f1) KiB)"
 step "check the tarball's contents"
 listing=$(tar -tzf "$tarball")
 for required in meson.build meson_options.txt proto/ensemble.proto include/ensemble/auth.hpp \
-                include/ensemble/version.hpp.in CHANGELOG.md tools/ensemble-keygen.cpp; do
+                include/ensemble/version.hpp.in CHANGELOG.md LICENSE SECURITY.md CONTRIBUTING.md \
+                tools/ensemble-keygen.cpp; do
   if ! grep -q "^[^/]*/$required\$" <<<"$listing"; then
     echo "dist-check: the tarball lacks $required" >&2
     exit 1
