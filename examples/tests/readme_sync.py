@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks that every ```cpp (and ```ini, ```cmake) block in the README is cut verbatim from a file.
+"""Checks that every ```cpp (and ```ini, ```cmake, ```meson) block in the README is cut verbatim
+from a file.
 
 The README names the file on the last non-blank line before the block, in backticks or as a
 link, e.g. "From [`examples/echo.cpp`](examples/echo.cpp):". The block must appear in that
@@ -12,8 +13,8 @@ import pathlib
 import re
 import sys
 
-SOURCE = re.compile(r"`((?:examples|test|include|packaging)/[\w./-]+(?:\.cpp|\.hpp|\.wrap|/CMakeLists\.txt))`")
-CHECKED = ("```cpp", "```ini", "```cmake")
+SOURCE = re.compile(r"`((?:examples|test|include|packaging)/[\w./-]+(?:\.cpp|\.hpp|\.wrap|/CMakeLists\.txt|/meson\.build))`")
+CHECKED = ("```cpp", "```ini", "```cmake", "```meson")
 
 
 def blocks(readme_lines):

@@ -15,6 +15,18 @@ MODE
   cmake      the same staged install, found by test/consumer/CMakeLists.txt through the
              installed CMake package (find_package(ensemble-client), CMAKE_PREFIX_PATH):
              what a CMake project does.
+  install-only
+             configures SOURCE_ROOT as the README's install recipe does (tests, examples,
+             benchmarks and fuzz disabled; configuring only, nothing is compiled) and checks
+             that the build holds the libraries and the tools and nothing else, and that it
+             would install them with the licence and the CMake package.
+
+Every mode builds the whole consumer (its bot and its test), runs the bot, which must
+finish a round trip against the in-process double, and runs the consumer's own tests
+(`meson test` / `ctest`): bot-against-loopbackd, whose ensemble-loopbackd the consumer found
+through the wrap's program_names, on PATH, or as the CMake package's ensemble::loopbackd.
+In wrap-git mode the consumer's first build must compile nothing of this project but the
+libraries the consumer links (no test, example, benchmark, fuzz target or tool).
 
 Each step's output is shown only when it fails; the timing of each step is printed.
 """
@@ -70,7 +82,42 @@ def installed_build_args(build_root):
             "-Dcpp_args=" + " ".join(values["cpp_args"])]
 
 
-def build_and_run(project, build, setup_args, env=None):
+# What a wrap consumer's first build may compile of this project: the libraries it links.
+# Anything else (a test, an example, a benchmark, a fuzz target, a tool nobody asked for)
+# is work the bot's author did not ask for.
+SUBPROJECT_LIBRARIES = ("include/ensemble/proto/libensemble_proto.a.p/",
+                        "src/testing/libensemble_testing.a.p/",
+                        "src/testing/libensemble_double_proto.a.p/")
+SUBPROJECT_EXTRAS = re.compile(r"^subprojects/ensemble-client/(test|examples|bench|fuzz)/")
+
+
+def check_first_build(build):
+    """The subproject's targets in the consumer's build.ninja, and what the first build
+    compiled of them (.ninja_log)."""
+    defined = set()
+    for line in (build / "build.ninja").read_text().splitlines():
+        if line.startswith("build subprojects/ensemble-client/"):
+            defined.update(o for o in line[len("build "):].split(":", 1)[0].split()
+                           if SUBPROJECT_EXTRAS.match(o))
+    if defined:
+        raise StepFailed("the consumer's build defines targets of the library's tests, examples, "
+                         f"benchmarks or fuzz targets: {sorted(defined)[:5]}")
+    prefix = "subprojects/ensemble-client/"
+    compiled = set()
+    for line in (build / ".ninja_log").read_text().splitlines()[1:]:
+        output = line.split("\t")[3]
+        if output.startswith(prefix) and output.endswith(".o"):
+            compiled.add(output[len(prefix):])
+    stray = sorted(o for o in compiled if not o.startswith(SUBPROJECT_LIBRARIES))
+    if stray:
+        raise StepFailed(f"the consumer's first build compiled more of the library than it links: {stray}")
+    if not compiled:
+        raise StepFailed("the consumer's first build compiled nothing of the library (is it the wrap?)")
+    print(f"           first build compiled {len(compiled)} files of the library, all in its "
+          "libraries; no test, example, benchmark, fuzz target or tool")
+
+
+def build_and_run(project, build, setup_args, env=None, first_build_check=False):
     setup_args = SETUP_ARGS + setup_args
     out = step("configure the consumer", meson() + ["setup", str(build), str(project)] + setup_args,
                env=env)
@@ -79,9 +126,20 @@ def build_and_run(project, build, setup_args, env=None):
         print(out)
         raise StepFailed("configure did not report dependency ensemble-client as found")
     print(f"           dependency('ensemble-client') -> {match.group(1)}{match.group(2)}")
-    # Only the consumer's target: a subproject's own tools need not be built to use it.
-    step("build consumer_bot (and the library it needs)",
-         meson() + ["compile", "-C", str(build), "consumer_bot"], env=env)
+    step("build the consumer (meson compile: its bot, its test, the library they need)",
+         meson() + ["compile", "-C", str(build)], env=env)
+    if first_build_check:
+        check_first_build(build)
+    run_bot(build, env)
+    # The test's one dependency not built yet, ensemble-loopbackd, is built here on demand.
+    out = step("meson test (bot-against-loopbackd)",
+               meson() + ["test", "-C", str(build), "--print-errorlogs"], env=env)
+    if not re.search(r"^Ok:\s+1\s*$", out, re.M):
+        print(out)
+        raise StepFailed("the consumer's bot-against-loopbackd test did not pass")
+
+
+def run_bot(build, env=None):
     out = step("run consumer_bot", [str(build / "consumer_bot")], env=env)
     print("           " + out.strip())
     if "round trip ok" not in out:
@@ -96,9 +154,18 @@ def staged_install(build_root, stage):
     pcs = glob.glob(str(stage / "**" / "pkgconfig" / "ensemble-client.pc"), recursive=True)
     if len(pcs) != 1:
         raise StepFailed(f"expected one installed ensemble-client.pc, found {pcs}")
+    licences = glob.glob(str(stage / "**" / "licenses" / "ensemble-client" / "LICENSE"), recursive=True)
+    if len(licences) != 1 or "MIT License" not in pathlib.Path(licences[0]).read_text():
+        raise StepFailed(f"expected the MIT licence in <datadir>/licenses/ensemble-client/, found {licences}")
+    loopbackds = glob.glob(str(stage / "**" / "bin" / "ensemble-loopbackd"), recursive=True)
+    if len(loopbackds) != 1:
+        raise StepFailed(f"expected one installed ensemble-loopbackd, found {loopbackds}")
     env = dict(os.environ)
     env["PKG_CONFIG_PATH"] = os.path.dirname(pcs[0])
     env["PKG_CONFIG_SYSROOT_DIR"] = str(stage)  # the .pc names the prefix, not the stage
+    # As for a user of the installed package: its bin directory is on PATH, where the
+    # consumer's find_program('ensemble-loopbackd') looks.
+    env["PATH"] = os.path.dirname(loopbackds[0]) + os.pathsep + env.get("PATH", "")
     return env
 
 
@@ -129,11 +196,45 @@ def build_and_run_cmake(project, build, build_root, stage):
     step("cmake configure", [cmake, "-S", str(project), "-B", str(build), "-G", "Ninja",
                              f"-DCMAKE_PREFIX_PATH={prefix}",
                              "-DCMAKE_CXX_FLAGS=" + " ".join(flags)])
-    step("cmake --build consumer_bot", [cmake, "--build", str(build), "--target", "consumer_bot"])
-    out = step("run consumer_bot", [str(build / "consumer_bot")])
-    print("           " + out.strip())
-    if "round trip ok" not in out:
-        raise StepFailed("consumer_bot did not report a round trip")
+    step("cmake --build (consumer_bot, process_test)", [cmake, "--build", str(build)])
+    run_bot(build)
+    ctest = shutil.which("ctest")
+    if not ctest:
+        raise StepFailed("ctest is not on PATH (it comes with cmake)")
+    out = step("ctest (bot-against-loopbackd, ensemble::loopbackd)",
+               [ctest, "--test-dir", str(build), "--output-on-failure"])
+    if "100% tests passed, 0 tests failed out of 1" not in out:
+        print(out)
+        raise StepFailed("the consumer's bot-against-loopbackd test did not pass under ctest")
+
+
+# The README's install recipe (section "Installed, through pkg-config").
+INSTALL_OPTIONS = ["--buildtype=release", "-Dtests=disabled", "-Dexamples=disabled",
+                   "-Dbenchmarks=disabled", "-Dfuzz=disabled"]
+INSTALL_ONLY_TARGETS = {"ensemble_proto", "ensemble_double_proto", "ensemble_testing",
+                        "ensemble-keygen", "ensemble-loopbackd"}
+
+
+def check_install_only(source_root, build):
+    step("configure with the install recipe's options",
+         meson() + ["setup", str(build), str(source_root)] + INSTALL_OPTIONS)
+    targets = json.loads(step("meson introspect --targets", meson() + ["introspect", str(build), "--targets"]))
+    compiled = {t["name"] for t in targets if t["type"] != "custom"}
+    if compiled != INSTALL_ONLY_TARGETS:
+        raise StepFailed(f"an install-only build compiles {sorted(compiled)}, "
+                         f"not just {sorted(INSTALL_ONLY_TARGETS)}")
+    tests = json.loads(step("meson introspect --tests", meson() + ["introspect", str(build), "--tests"]))
+    if tests:
+        raise StepFailed(f"an install-only build defines tests: {[t['name'] for t in tests][:5]}")
+    installed = json.loads(step("meson introspect --installed",
+                                meson() + ["introspect", str(build), "--installed"])).values()
+    for wanted in ("/licenses/ensemble-client/LICENSE", "/bin/ensemble-loopbackd", "/bin/ensemble-keygen",
+                   "/libensemble_proto.a", "/libensemble_testing.a", "/ensemble-client-config.cmake",
+                   "/pkgconfig/ensemble-client-testing.pc", "/include/ensemble", "/include/ensemble/version.hpp"):
+        if not any(path.endswith(wanted) for path in installed):
+            raise StepFailed(f"an install-only build would not install ...{wanted}")
+    print(f"           compiles {', '.join(sorted(compiled))}; no tests; installs them with the "
+          "licence and the packages")
 
 
 def main():
@@ -160,7 +261,8 @@ def main():
                 raise StepFailed("packaging/ensemble-client.wrap lacks a url or revision line")
             (project / "subprojects").mkdir()
             (project / "subprojects" / "ensemble-client.wrap").write_text(local)
-            build_and_run(project, build, ["--force-fallback-for=ensemble-client"])
+            build_and_run(project, build, ["--force-fallback-for=ensemble-client"],
+                          first_build_check=True)
             # The ensemble-client subproject directory must be the clone, not something else.
             clone = project / "subprojects" / "ensemble-client"
             head = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], text=True,
@@ -169,6 +271,8 @@ def main():
                 raise StepFailed(f"the wrap checked out {head!r}, not {want!r}")
             print(f"           subproject cloned at {head[:12]} (HEAD of {source_root})")
 
+        elif mode == "install-only":
+            check_install_only(source_root, build)
         elif mode in ("installed", "cmake"):
             stage = tmp / "stage"
             env = staged_install(build_root, stage)
@@ -185,6 +289,12 @@ def main():
                                  ["pkg-config", "--libs", "ensemble-client-testing"], env=env)
             if "-lensemble_testing" not in testing_flags or "-lensemble_proto" not in testing_flags:
                 raise StepFailed("ensemble-client-testing.pc does not link the double and the proto library")
+            loopbackd = step("pkg-config --variable=loopbackd ensemble-client-testing",
+                             ["pkg-config", "--variable=loopbackd", "ensemble-client-testing"], env=env).strip()
+            staged = pathlib.Path(str(stage) + loopbackd) if not loopbackd.startswith(str(stage)) else pathlib.Path(loopbackd)
+            if not loopbackd.endswith("/bin/ensemble-loopbackd") or not staged.is_file():
+                raise StepFailed(f"pkg-config's loopbackd variable {loopbackd!r} names no installed ensemble-loopbackd")
+            print(f"           loopbackd={loopbackd}")
             build_and_run(project, build, ["--wrap-mode=nofallback"] + installed_build_args(build_root),
                           env=env)
         else:
