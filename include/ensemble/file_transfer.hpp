@@ -162,7 +162,7 @@ class FileTransfer final : private detail::ReadStream<api::TransferProgress> {
       last_ = progress;
     }
     if (on_progress_) {
-      detail::call_user_callback("a send_file", "progress handler", on_progress_, progress);
+      detail::call_user_callback({.call = "SendFile"}, "a send_file", "progress handler", on_progress_, progress);
     }
   }
 
@@ -174,7 +174,7 @@ class FileTransfer final : private detail::ReadStream<api::TransferProgress> {
       result = result_;
     }
     if (on_done_) {
-      detail::call_user_callback("a send_file", "done handler", on_done_, std::move(*result));
+      detail::call_user_callback({.call = "SendFile"}, "a send_file", "done handler", on_done_, std::move(*result));
     }
   }
 

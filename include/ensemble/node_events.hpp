@@ -322,11 +322,11 @@ class EventSubscription final : private detail::ReadStream<api::DaemonEvent> {
     if (!on_event_) return;
     const DaemonEvent event =
         DaemonEvent::from_wire(std::move(*message.mutable_type()), std::move(*message.mutable_payload()));
-    detail::call_user_callback("a node event", "handler", on_event_, event);
+    detail::call_user_callback({.call = "Subscribe"}, "a node event", "handler", on_event_, event);
   }
 
   void on_end(const grpc::Status& status) override {
-    if (on_end_) detail::call_user_callback("a node event", "on_end handler", on_end_, status);
+    if (on_end_) detail::call_user_callback({.call = "Subscribe"}, "a node event", "on_end handler", on_end_, status);
   }
 
   void drop_callbacks() noexcept override {

@@ -637,14 +637,15 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     try {
       std::rethrow_exception(error);
     } catch (const std::exception& e) {
-      detail::log(LogLevel::error, "a handler of service \"" + name_ + "\" threw: " + e.what());
+      detail::log(LogLevel::error, "a handler of service \"" + name_ + "\" threw: " + e.what(), {.service = name_});
     } catch (...) {
-      detail::log(LogLevel::error, "a handler of service \"" + name_ + "\" threw");
+      detail::log(LogLevel::error, "a handler of service \"" + name_ + "\" threw", {.service = name_});
     }
   }
 
   void on_registered() {
     std::optional<std::promise<void>> registration;
+    bool again = false;
     {
       std::lock_guard lock(mu_);
       // Too late: the deadline already cancelled this attempt, which ends DEADLINE_EXCEEDED.
@@ -652,11 +653,16 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
       address_ = incoming_.registered().address();
       onion_ = incoming_.registered().onion();
       state_ = ServiceState::registered;
+      again = ever_registered_;
       ever_registered_ = true;
       failed_attempts_ = 0;
       registration.swap(registration_);
       changed_.notify_all();
     }
+    detail::log(LogLevel::info,
+                "service \"" + name_ + "\" registered " + (again ? "again, after a reconnect, " : "") +
+                    "as " + incoming_.registered().address(),
+                {.service = name_, .call = "RegisterService"});
     disarm_registration_timer();
     if (registration) registration->set_value();
     notify_state(ServiceState::registered);
@@ -786,6 +792,10 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     if (registration) {
       registration->set_exception(std::make_exception_ptr(RegistrationError(name_, registration_failure)));
     }
+    detail::log(LogLevel::info,
+                "service \"" + name_ + "\" ended: " + RpcError::status_name(status.error_code()) +
+                    (status.error_message().empty() ? "" : ": " + status.error_message()),
+                {.service = name_, .call = "RegisterService"});
     notify_state(ServiceState::closed);
     call(closed_handler_, status);
     // Every handler goes now, before the end is published: what they capture may be freed as

@@ -44,29 +44,29 @@ class CallbackScope {
   const void* previous_owner_;
 };
 
-inline void log_what_threw(std::string_view subject, std::string_view role,
+inline void log_what_threw(LogSubject about, std::string_view subject, std::string_view role,
                            std::string_view why) noexcept {
   try {
     std::string message;
     message.append(subject).append(" ").append(role).append(" threw");
     if (!why.empty()) message.append(": ").append(why);
-    log(LogLevel::error, message);
+    log(LogLevel::error, message, about);
   } catch (...) {  // no memory for the message: nothing better to do
   }
 }
 
 // Runs a user callback from a reaction. An exception must not unwind into gRPC, which would
-// end the process, so it is logged ("<subject> <role> threw: <why>", log.hpp) and the
-// reaction carries on.
+// end the process, so it is logged ("<subject> <role> threw: <why>", log.hpp, with `about`
+// as the record's service and call) and the reaction carries on.
 template <class Callback, class... Args>
-void call_user_callback(std::string_view subject, std::string_view role, Callback& callback,
-                        Args&&... args) noexcept {
+void call_user_callback(LogSubject about, std::string_view subject, std::string_view role,
+                        Callback& callback, Args&&... args) noexcept {
   try {
     callback(std::forward<Args>(args)...);
   } catch (const std::exception& e) {
-    log_what_threw(subject, role, e.what());
+    log_what_threw(about, subject, role, e.what());
   } catch (...) {
-    log_what_threw(subject, role, {});
+    log_what_threw(about, subject, role, {});
   }
 }
 

@@ -93,7 +93,7 @@ void callback_call(std::shared_ptr<Connection> conn, const char* name, Request r
                                       RpcError(name, std::move(status))));
       {
         auto user_callback = std::move(callback);
-        call_user_callback(name, "callback", user_callback, std::move(result));
+        call_user_callback({.call = name}, name, "callback", user_callback, std::move(result));
       }
       // The context holds the channel, which the Client releases on its own thread once
       // the registry is idle: drop it before leaving the registry.
