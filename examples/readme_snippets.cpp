@@ -19,6 +19,8 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <ostream>
 #include <sstream>
@@ -253,6 +255,44 @@ void log_to(std::ostream& my_log) {
   });
 }
 
+void log_records_to(std::ostream& my_log) {
+  ensemble::set_log_sink([&my_log](const ensemble::LogRecord& r) {
+    static std::mutex mu;
+    std::lock_guard lock(mu);
+    my_log << ensemble::to_string(r.level) << " service=" << r.service << " call=" << r.call << ": "
+           << r.message << '\n';
+  });
+}
+
+// Counts the calls and streams of each method ("/ensemble.api.EnsembleService/GetStatus"),
+// as a metrics exporter would; OpenTelemetry's gRPC instrumentation plugs in the same way.
+class CallCounter final : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateClientInterceptor(grpc::experimental::ClientRpcInfo* info) override {
+    std::lock_guard lock(mu_);  // calls start on many threads
+    ++calls_[info->method()];
+    return nullptr;  // counted; nothing to do inside the call
+  }
+  int calls(const std::string& method) {
+    std::lock_guard lock(mu_);
+    return calls_[method];
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, int> calls_;
+};
+
+ensemble::Client observed_client(ensemble::ClientOptions options, std::shared_ptr<CallCounter> counter,
+                                 std::function<void(std::string_view)> note) {
+  options.channel_args.SetUserAgentPrefix("echo-bot/1.2");  // any channel argument the library does not set
+  options.interceptors.push_back(std::move(counter));
+  options.on_connectivity = [note](ensemble::Connectivity change) {  // a gRPC thread, one at a time
+    note(ensemble::to_string(change));                                // "connected", "lost", "reconnected"
+  };
+  return ensemble::Client(std::move(options));
+}
+
 }  // namespace snippets
 
 // Runs each snippet against the double; any exception or wrong result fails the run.
@@ -291,6 +331,49 @@ int main() {
                                    std::filesystem::perm_options::remove);
     }
     say("ok: log_to");
+
+    {
+      std::ostringstream records;
+      snippets::log_records_to(records);
+      {
+        ensemble::Client client(options);
+        auto svc = client.service("logged");
+        svc->start();
+        svc->close();
+        svc->wait();
+      }
+      ensemble::set_log_sink({});
+      if (records.str().rfind("info service=logged call=RegisterService: service \"logged\" registered as E", 0) != 0) {
+        throw std::runtime_error("the record sink got: " + records.str());
+      }
+    }
+    say("ok: log_records_to");
+
+    {
+      auto counter = std::make_shared<snippets::CallCounter>();
+      std::mutex mu;
+      std::condition_variable cv;
+      std::vector<std::string> notes;
+      {
+        auto client = snippets::observed_client(options, counter, [&](std::string_view change) {
+          std::lock_guard lock(mu);
+          notes.emplace_back(change);
+          cv.notify_all();
+        });
+        client.get_status();
+        client.get_identity();
+        std::unique_lock lock(mu);
+        if (!cv.wait_for(lock, std::chrono::seconds(5), [&] { return !notes.empty(); })) {
+          throw std::runtime_error("observed_client: no connectivity change");
+        }
+      }
+      if (notes != std::vector<std::string>{"connected"} ||
+          counter->calls("/ensemble.api.EnsembleService/GetStatus") != 1 ||
+          counter->calls("/ensemble.api.EnsembleService/GetIdentity") != 1) {
+        throw std::runtime_error("observed_client: wrong notes or counts");
+      }
+    }
+    say("ok: observed_client counted its calls and saw the daemon connected");
 
     snippets::over_unix_socket();
     snippets::over_loopback_tcp(*options.auth_seed);

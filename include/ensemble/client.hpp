@@ -56,16 +56,22 @@ class BasicClient {
   // on a Unix socket, a signed plaintext call to a non-loopback host) and for values gRPC
   // would misread or reject: a socket_path over the kernel's limit (107 bytes on Linux) or in
   // a "unix:" form that is not a path, an addr that is not "host:port" / "[v6]:port", a
-  // service_token that is not printable ASCII. The message names the option and never holds
-  // the token. Does no I/O: the channel connects on first use.
+  // service_token that is not printable ASCII, channel_args that set what the library sets
+  // itself, a null interceptor factory. The message names the option and never holds the
+  // token. Does no I/O: the channel connects on first use.
   explicit BasicClient(ClientOptions options) {
     std::shared_ptr<const Signer> signer;
     if (options.auth_seed) signer = std::make_shared<const Signer>(*options.auth_seed);
+    std::shared_ptr<detail::ConnectivityMonitor> connectivity;
+    if (options.on_connectivity) {
+      connectivity = std::make_shared<detail::ConnectivityMonitor>(std::move(options.on_connectivity));
+    }
     // Two statements: make_channel checks the token, so it must run before the token is
     // moved out (the order of evaluating one call's arguments is unspecified).
-    auto channel = detail::make_channel(options, std::move(signer));
+    auto channel = detail::make_channel(options, std::move(signer), connectivity);
     conn_ = detail::make_connection(std::move(channel), std::move(options.service_token),
                                     options.max_message_bytes);
+    conn_->connectivity = std::move(connectivity);
   }
 
   // The client for the environment the process was started in (daemon-protocol.md §8):

@@ -2,11 +2,18 @@
 #pragma once
 
 #include <ensemble/auth.hpp>
+#include <ensemble/connectivity.hpp>
+
+#include <grpcpp/support/channel_arguments.h>
+#include <grpcpp/support/client_interceptor.h>
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace ensemble {
 
@@ -61,6 +68,32 @@ struct ClientOptions {
   // permits it. Zero turns keepalive off. No pings are sent without an open call.
   std::chrono::milliseconds keepalive_interval{300'000};
   std::chrono::milliseconds keepalive_timeout{20'000};
+
+  // ---- Hooks for observability (README, "Observability") ----
+
+  // Extra gRPC channel arguments, passed to the channel as they are: a user agent prefix
+  // (SetUserAgentPrefix), a resource quota, gRPC's own tracing and load-reporting switches.
+  // The ones the library sets itself (message size limits, keepalive, reconnect backoff:
+  // the list is detail::kOwnedChannelArgs in detail/channel.hpp) are refused: the Client's
+  // constructor throws ConfigError naming each one and the option that governs it.
+  grpc::ChannelArguments channel_args{};
+
+  // Client interceptor factories (OpenTelemetry's, a metrics counter, ...), installed on the
+  // channel in this order: every call and stream of the Client, its services', passes
+  // through them. gRPC's experimental interceptor API; a factory may be shared by several
+  // Clients, and an interceptor runs on whichever thread gRPC runs that call's operations
+  // (a gRPC thread, or the thread of a blocking call). They see each call's metadata, the
+  // service token included (SECURITY.md). A null factory is a ConfigError.
+  std::vector<std::shared_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors{};
+
+  // Called when the daemon becomes reachable, stops being reachable or becomes reachable
+  // again, as the Client's calls find it (connectivity.hpp says from what evidence). Runs
+  // on a gRPC thread (never inside a blocking call of yours), one change at a time and in
+  // order; it must not block for long. Not called after ~Client has returned, and destroyed
+  // by then (the one exception: a Client destroyed from inside this callback, or from
+  // another handler, ends it on a gRPC thread as soon as that callback returns). An
+  // exception escaping it is logged (log.hpp) and ignored. Empty: nothing is watched.
+  std::function<void(Connectivity change)> on_connectivity{};
 };
 
 // Per-call settings for node-level calls (Client::get_status(…, CallOptions{…}) etc.).

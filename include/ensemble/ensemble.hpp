@@ -7,6 +7,7 @@
 #include <ensemble/chat_service.hpp>
 #include <ensemble/client.hpp>
 #include <ensemble/client_options.hpp>
+#include <ensemble/connectivity.hpp>
 #include <ensemble/errors.hpp>
 #include <ensemble/events.hpp>
 #include <ensemble/file_transfer.hpp>

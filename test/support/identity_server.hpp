@@ -1,7 +1,7 @@
 // A real gRPC server (callback API) that checks admin-key auth exactly as the daemon does,
 // for testing the client side of auth over real sockets. It serves GetIdentity (unary) and
 // Subscribe (server streaming: one event, then OK) and refuses both with the daemon's status
-// when check_admin_auth fails. Its constructors and destructors are in identity_server.cpp:
+// when check_admin_auth fails. It records each call's timestamp and user agent. Its constructors and destructors are in identity_server.cpp:
 // building the generated CallbackService is seconds of compile time, paid there once rather
 // than in each test file that includes this.
 #pragma once
@@ -70,6 +70,11 @@ class IdentityServer {
     std::lock_guard lock(service_.mutex);
     return service_.timestamps;
   }
+  // The user-agent header of every call, in arrival order.
+  std::vector<std::string> seen_user_agents() const {
+    std::lock_guard lock(service_.mutex);
+    return service_.user_agents;
+  }
 
  private:
   struct Service final : ensemble::api::EnsembleService::CallbackService {
@@ -86,6 +91,9 @@ class IdentityServer {
                                                  ensemble::kTimestampHeader.size()));
         timestamps.emplace_back(it == md.end() ? "" : std::string(it->second.data(),
                                                                   it->second.size()));
+        const auto agent = md.find("user-agent");
+        user_agents.emplace_back(agent == md.end() ? "" : std::string(agent->second.data(),
+                                                                      agent->second.size()));
       }
       return ensemble::testing::check_admin_auth(context->client_metadata(), admin_key, now);
     }
@@ -133,6 +141,7 @@ class IdentityServer {
     mutable std::mutex mutex;
     std::optional<std::chrono::system_clock::time_point> fixed_now;
     std::vector<std::string> timestamps;
+    std::vector<std::string> user_agents;
   };
 
   Service service_;

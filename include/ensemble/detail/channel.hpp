@@ -7,6 +7,7 @@
 
 #include <ensemble/auth.hpp>
 #include <ensemble/client_options.hpp>
+#include <ensemble/detail/connectivity.hpp>
 #include <ensemble/detail/inputs.hpp>
 #include <ensemble/errors.hpp>
 
@@ -16,12 +17,61 @@
 #include <grpcpp/security/tls_credentials_options.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace ensemble::detail {
+
+// The channel arguments the library sets itself (set_library_channel_args below), each with
+// what governs it. ClientOptions::channel_args may not set them: the user's value would
+// either be ignored or undo a promise the README makes. Every argument the library sets
+// is listed here; test_observability checks that against what make_channel sets.
+struct OwnedChannelArg {
+  std::string_view key;
+  std::string_view governed_by;
+};
+inline constexpr OwnedChannelArg kOwnedChannelArgs[] = {
+    {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, "the library: no limit on what the daemon sends"},
+    {GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, "ClientOptions::max_message_bytes"},
+    {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, "the library: a restarted daemon is redialled within 100 ms"},
+    {GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, "the library: a restarted daemon is redialled within 2 s"},
+    {GRPC_ARG_KEEPALIVE_TIME_MS, "ClientOptions::keepalive_interval"},
+    {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, "ClientOptions::keepalive_timeout"},
+    {GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, "ClientOptions::keepalive_interval, within the daemon's ping policy"},
+    {GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, "ClientOptions::keepalive_interval, within the daemon's ping policy"},
+};
+
+// ClientOptions::channel_args and ::interceptors: a ConfigError naming every owned argument
+// set (once each), or the position of a null interceptor factory.
+inline void check_observability_options(const ClientOptions& o) {
+  const grpc_channel_args args = o.channel_args.c_channel_args();
+  std::vector<std::string_view> refused;
+  std::string message;
+  for (std::size_t i = 0; i < args.num_args; ++i) {
+    const std::string_view key = args.args[i].key;
+    for (const OwnedChannelArg& owned : kOwnedChannelArgs) {
+      if (key != owned.key || std::find(refused.begin(), refused.end(), key) != refused.end()) continue;
+      refused.push_back(key);
+      message.append(refused.size() == 1 ? "" : "; ").append("\"").append(key).append("\" (set by ");
+      message.append(owned.governed_by).append(")");
+    }
+  }
+  if (!refused.empty()) {
+    throw ConfigError("ClientOptions::channel_args sets " +
+                      std::string(refused.size() == 1 ? "an argument" : "arguments") +
+                      " the library sets itself: " + message);
+  }
+  for (std::size_t i = 0; i < o.interceptors.size(); ++i) {
+    if (!o.interceptors[i]) {
+      throw ConfigError("ClientOptions::interceptors[" + std::to_string(i) + "] is null");
+    }
+  }
+}
 
 // Throws ConfigError for options that cannot work or would reach gRPC malformed; returns the
 // gRPC target to dial.
@@ -33,6 +83,7 @@ inline std::string check_options(const ClientOptions& o) {
                             "socket_path " + shown(o.socket_path) + ", addr " + shown(o.addr) + ")");
   }
   check_service_token("ClientOptions::service_token", o.service_token);
+  check_observability_options(o);
   const bool wants_tls = o.tls || o.tls_insecure || !o.tls_root_certs.empty();
   if (!o.socket_path.empty()) {
     if (wants_tls) {
@@ -91,15 +142,10 @@ inline void apply_keepalive(grpc::ChannelArguments& args, const ClientOptions& o
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
 }
 
-inline std::shared_ptr<grpc::Channel> make_channel(const ClientOptions& o,
-                                                   std::shared_ptr<const Signer> signer) {
-  const std::string target = check_options(o);
-  auto creds = transport_credentials(o, signer != nullptr);
-  if (signer) {
-    creds = grpc::CompositeChannelCredentials(creds, signing_call_credentials(std::move(signer)));
-  }
-  grpc::ChannelArguments args;
+// Every channel argument the library sets (each is in kOwnedChannelArgs).
+inline void set_library_channel_args(grpc::ChannelArguments& args, const ClientOptions& o) {
   // Events are small but RPC payloads and file progress may not be: lift the 4 MiB default.
+  // (What the library sends is checked against ClientOptions::max_message_bytes itself.)
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
   // The daemon is local, so when it restarts it is back within moments: retry the
@@ -111,7 +157,43 @@ inline std::shared_ptr<grpc::Channel> make_channel(const ClientOptions& o,
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   apply_keepalive(args, o);
-  return grpc::CreateCustomChannel(target, creds, args);
+}
+
+// A ClientOptions::interceptors entry as gRPC wants it (a factory it owns), the factory
+// itself staying shared.
+class SharedInterceptorFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit SharedInterceptorFactory(std::shared_ptr<grpc::experimental::ClientInterceptorFactoryInterface> factory)
+      : factory_(std::move(factory)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(grpc::experimental::ClientRpcInfo* info) override {
+    return factory_->CreateClientInterceptor(info);
+  }
+
+ private:
+  std::shared_ptr<grpc::experimental::ClientInterceptorFactoryInterface> factory_;
+};
+
+// `connectivity` (ClientOptions::on_connectivity) watches every call through an interceptor
+// of its own, after the user's.
+inline std::shared_ptr<grpc::Channel> make_channel(const ClientOptions& o,
+                                                   std::shared_ptr<const Signer> signer,
+                                                   std::shared_ptr<ConnectivityMonitor> connectivity = nullptr) {
+  const std::string target = check_options(o);
+  auto creds = transport_credentials(o, signer != nullptr);
+  if (signer) {
+    creds = grpc::CompositeChannelCredentials(creds, signing_call_credentials(std::move(signer)));
+  }
+  grpc::ChannelArguments args = o.channel_args;  // none of them owned (check_options)
+  set_library_channel_args(args, o);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
+  for (const auto& factory : o.interceptors) {
+    interceptors.push_back(std::make_unique<SharedInterceptorFactory>(factory));
+  }
+  if (connectivity) {
+    interceptors.push_back(std::make_unique<ConnectivityInterceptorFactory>(std::move(connectivity)));
+  }
+  if (interceptors.empty()) return grpc::CreateCustomChannel(target, creds, args);
+  return grpc::experimental::CreateCustomChannelWithInterceptors(target, creds, args, std::move(interceptors));
 }
 
 }  // namespace ensemble::detail

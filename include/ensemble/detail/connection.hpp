@@ -10,6 +10,7 @@
 #pragma once
 
 #include <ensemble/detail/callback_thread.hpp>
+#include <ensemble/detail/connectivity.hpp>
 #include <ensemble/proto/ensemble.grpc.pb.h>
 
 #include <grpcpp/channel.h>
@@ -87,6 +88,8 @@ struct Connection {
   CallRegistry calls;
   // ClientOptions::max_message_bytes: the check_outgoing() limit (wire_check.hpp).
   std::size_t max_message_bytes = 0;
+  // ClientOptions::on_connectivity, when set: its interceptor is on the channel.
+  std::shared_ptr<ConnectivityMonitor> connectivity{};
 
   // The Client's end: refuse new calls, cancel the running ones, wait for them to let go of
   // the channel, and release it on this thread. From a gRPC callback thread (a Client
@@ -94,7 +97,10 @@ struct Connection {
   // only cancels; the channel then goes with the last reference to the Connection.
   void shut_down() {
     calls.close_and_cancel_all();
-    if (on_callback_thread()) return;
+    const bool on_grpc_thread = on_callback_thread();
+    // What the cancelled calls end with says nothing about the daemon: no more reports.
+    if (connectivity) connectivity->close(/*wait=*/!on_grpc_thread);
+    if (on_grpc_thread) return;
     calls.wait_idle();
     stub.reset();
     channel.reset();
