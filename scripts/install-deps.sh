@@ -3,14 +3,15 @@
 # Safe to run repeatedly; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
+# clang: the `clang` test compiles the headers, examples and tools with it too.
 packages=(
-  g++ pkg-config meson ninja-build cmake
+  g++ clang pkg-config meson ninja-build cmake
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libsodium-dev libssl-dev nlohmann-json3-dev catch2
 )
 # Extra tooling for the sanitizer/fuzz scripts; only installed when asked.
 if [[ "${ENSEMBLE_DEPS_EXTRA:-}" == "fuzz" ]]; then
-  packages+=(clang libclang-rt-14-dev)
+  packages+=(libclang-rt-14-dev)
 fi
 
 missing=()
