@@ -25,8 +25,9 @@ Every mode builds the whole consumer (its bot and its test), runs the bot, which
 finish a round trip against the in-process double, and runs the consumer's own tests
 (`meson test` / `ctest`): bot-against-loopbackd, whose ensemble-loopbackd the consumer found
 through the wrap's program_names, on PATH, or as the CMake package's ensemble::loopbackd.
-In wrap-git mode the consumer's first build must compile nothing of this project but the
-libraries the consumer links (no test, example, benchmark, fuzz target or tool).
+In wrap-git mode the consumer's first build must compile nothing of this project but what
+the consumer uses: the libraries it links and the ensemble-loopbackd its test names (no
+test, example, benchmark, fuzz target, nor ensemble-keygen).
 
 Each step's output is shown only when it fails; the timing of each step is printed.
 """
@@ -82,12 +83,14 @@ def installed_build_args(build_root):
             "-Dcpp_args=" + " ".join(values["cpp_args"])]
 
 
-# What a wrap consumer's first build may compile of this project: the libraries it links.
-# Anything else (a test, an example, a benchmark, a fuzz target, a tool nobody asked for)
-# is work the bot's author did not ask for.
-SUBPROJECT_LIBRARIES = ("include/ensemble/proto/libensemble_proto.a.p/",
-                        "src/testing/libensemble_testing.a.p/",
-                        "src/testing/libensemble_double_proto.a.p/")
+# What a wrap consumer's first build may compile of this project: the libraries it links,
+# and ensemble-loopbackd because the consumer's test names it (Meson builds what a test
+# uses with everything else). Anything more (a test, an example, a benchmark, a fuzz target,
+# ensemble-keygen) is work the bot's author did not ask for.
+SUBPROJECT_USED = ("include/ensemble/proto/libensemble_proto.a.p/",
+                   "src/testing/libensemble_testing.a.p/",
+                   "src/testing/libensemble_double_proto.a.p/",
+                   "ensemble-loopbackd.p/")
 SUBPROJECT_EXTRAS = re.compile(r"^subprojects/ensemble-client/(test|examples|bench|fuzz)/")
 
 
@@ -108,13 +111,13 @@ def check_first_build(build):
         output = line.split("\t")[3]
         if output.startswith(prefix) and output.endswith(".o"):
             compiled.add(output[len(prefix):])
-    stray = sorted(o for o in compiled if not o.startswith(SUBPROJECT_LIBRARIES))
+    stray = sorted(o for o in compiled if not o.startswith(SUBPROJECT_USED))
     if stray:
-        raise StepFailed(f"the consumer's first build compiled more of the library than it links: {stray}")
+        raise StepFailed(f"the consumer's first build compiled more of the library than it uses: {stray}")
     if not compiled:
         raise StepFailed("the consumer's first build compiled nothing of the library (is it the wrap?)")
-    print(f"           first build compiled {len(compiled)} files of the library, all in its "
-          "libraries; no test, example, benchmark, fuzz target or tool")
+    print(f"           first build compiled {len(compiled)} files of the library, all in what it "
+          "uses (libraries, ensemble-loopbackd); no test, example, benchmark, fuzz target")
 
 
 def build_and_run(project, build, setup_args, env=None, first_build_check=False):
@@ -131,7 +134,6 @@ def build_and_run(project, build, setup_args, env=None, first_build_check=False)
     if first_build_check:
         check_first_build(build)
     run_bot(build, env)
-    # The test's one dependency not built yet, ensemble-loopbackd, is built here on demand.
     out = step("meson test (bot-against-loopbackd)",
                meson() + ["test", "-C", str(build), "--print-errorlogs"], env=env)
     if not re.search(r"^Ok:\s+1\s*$", out, re.M):
