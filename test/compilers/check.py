@@ -6,11 +6,15 @@ front end, templates instantiated, no code generated, which is most of a build's
     check.py headers SOURCE_ROOT BUILD_ROOT COMPILER...
         each public header (include/ensemble/*.hpp and testing/*.hpp) alone in a file of
         its own, included twice: it must compile with nothing before it.
-    check.py sources SOURCE_ROOT BUILD_ROOT COMPILER...
-        one file that includes every header (detail/ too) and every given source file
-        (SOURCE_ROOT-relative, listed after --): what the examples and tools instantiate.
+    check.py sources SOURCE_ROOT BUILD_ROOT CLANG... -- FILE...
+        every header (detail/ too) precompiled into one Clang PCH, which reports what the
+        headers themselves provoke; then, with that PCH, one file that instantiates the
+        reactor and the Client whole (<ensemble/separate_compilation.hpp>) and each given
+        source file (SOURCE_ROOT-relative): what the examples and tools instantiate. The
+        PCH halves the cost: each file still gets the front end's every warning about its
+        own code and its instantiations, but the headers are parsed once.
 
-COMPILER is the command (e.g. `c++` or `clang++`). BUILD_ROOT/include holds the generated
+COMPILER is the command (e.g. `c++` or `clang++`; `sources` needs Clang). BUILD_ROOT/include holds the generated
 headers (version.hpp, the proto code). Files are compiled one at a time, so the check never
 takes more than one core. Exit 77 (skipped) when the compiler is not installed.
 """
@@ -18,6 +22,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 FLAGS = ["-std=c++20", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-fsyntax-only"]
@@ -34,9 +39,13 @@ def pkg_config_cflags():
     return done.stdout.split() if done.returncode == 0 else []
 
 
-def compile_one(compiler, flags, label, text=None, path=None):
+def compile_one(compiler, flags, label, text=None, path=None, language="c++"):
     """Returns an error report, or None when the compiler was silent and succeeded."""
-    command = compiler + flags + (["-x", "c++", "-"] if text is not None else [str(path)])
+    if text is None:
+        source = [str(path)]
+    else:
+        source = (["-x", language] if language else []) + ["-"]
+    command = compiler + flags + source
     started = time.monotonic()
     done = subprocess.run(command, input=text, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     print(f"[{time.monotonic() - started:5.1f} s] {label}", flush=True)
@@ -74,10 +83,20 @@ def main():
             failures.append(compile_one(compiler, flags, f"<{header}> alone", text=text))
     else:
         every = sorted(p.relative_to(include).as_posix() for p in (include / "ensemble").rglob("*.hpp"))
-        text = "#define ENSEMBLE_SEPARATE_COMPILATION\n" + "".join(f"#include <{h}>\n" for h in every)
-        failures.append(compile_one(compiler, flags, f"every header ({len(every)})", text=text))
-        for name in files:
-            failures.append(compile_one(compiler, flags, name, path=source_root / name))
+        every.remove(SEPARATE)
+        with tempfile.TemporaryDirectory(prefix="ensemble-compilers-") as tmp:
+            pch = pathlib.Path(tmp) / "every.hpp.pch"
+            text = "".join(f"#include <{h}>\n" for h in every)
+            header_flags = [f for f in flags if f != "-fsyntax-only"] + ["-x", "c++-header", "-o", str(pch)]
+            failures.append(compile_one(compiler, header_flags, f"every header ({len(every)}), precompiled",
+                                        text=text, language=None))
+            if pch.is_file():
+                with_pch = flags + ["-include-pch", str(pch)]
+                failures.append(compile_one(compiler, with_pch + ["-DENSEMBLE_SEPARATE_COMPILATION"],
+                                            f"<{SEPARATE}>: the reactor and the Client, every member",
+                                            text=f"#include <{SEPARATE}>\n"))
+                for name in files:
+                    failures.append(compile_one(compiler, with_pch, name, path=source_root / name))
     failures = [f for f in failures if f]
     for f in failures:
         print(f)
