@@ -22,14 +22,11 @@ struct Recorded {
   std::string message;
 };
 
-// A sink of the (level, message) form that records warnings and errors, installed for the
-// test's scope. (The info lines a service logs as it registers and ends are not what these
-// cases are about; test_observability covers them and the record form.)
+// A sink that records, installed for the test's scope.
 class RecordingSink {
  public:
   RecordingSink() {
     ensemble::set_log_sink([this](ensemble::LogLevel level, std::string_view message) {
-      if (level < ensemble::LogLevel::warning) return;
       std::lock_guard lock(mu_);
       lines_.push_back({level, std::string(message)});
     });

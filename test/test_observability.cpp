@@ -28,6 +28,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -447,6 +448,36 @@ TEST_CASE("log records carry the level and the service or call they concern") {
   CHECK(ended->level == ensemble::LogLevel::info);
   CHECK(ended->message == "service \"thrower\" ended: OK");
   CHECK(ended->service == "thrower");
+}
+
+TEST_CASE("a (level, message) sink gets warnings and errors only, as before records existed") {
+  std::mutex mu;
+  std::vector<std::pair<ensemble::LogLevel, std::string>> lines;
+  ensemble::set_log_sink([&](ensemble::LogLevel level, std::string_view message) {
+    std::lock_guard lock(mu);
+    lines.emplace_back(level, message);
+  });
+  struct Restore {
+    ~Restore() { ensemble::set_log_sink({}); }
+  } restore;
+  ensemble::testing::DaemonDouble daemon;
+  {
+    ensemble::Client client({.addr = daemon.tcp_target()});
+    auto svc = client.service("short-form");
+    svc->on_chat([](const ensemble::ChatMessage&) { throw std::runtime_error("boom"); });
+    svc->start();  // logs "registered" at info: not for this sink
+    REQUIRE(daemon.inject_chat("short-form", peer_address(3), "hi"));
+    REQUIRE(eventually([&] {
+      std::lock_guard lock(mu);
+      return !lines.empty();
+    }));
+    svc->close();
+    svc->wait();  // logs "ended" at info
+  }
+  std::lock_guard lock(mu);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].first == ensemble::LogLevel::error);
+  CHECK(lines[0].second == "a handler of service \"short-form\" threw: boom");
 }
 
 TEST_CASE("the default stderr sink prints warnings and errors, not info") {

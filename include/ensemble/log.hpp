@@ -12,7 +12,8 @@
 //     });
 //     ensemble::set_log_sink([](ensemble::LogLevel level, std::string_view message) { ... });
 //
-// A sink gets every level; the default (stderr) prints warnings and errors only.
+// A record sink gets every level; a (level, message) sink, like the default (stderr), gets
+// warnings and errors only.
 //
 // Threads: the sink runs on whichever thread has something to report (often a gRPC
 // thread), possibly on several at once, so it must be thread-safe; it must not block for
@@ -121,14 +122,15 @@ inline void set_log_sink(LogRecordSink sink) {
   detail::log_state().sink = std::move(shared);
 }
 
-// The same for a sink that takes the level and the message only.
+// The same for a sink that takes the level and the message only. It gets warnings and
+// errors, as before records existed: what it was written for.
 inline void set_log_sink(LogSink sink) {
   if (!sink) {
     set_log_sink(LogRecordSink{});
     return;
   }
   set_log_sink(LogRecordSink([sink = std::move(sink)](const LogRecord& record) {
-    sink(record.level, record.message);
+    if (record.level >= LogLevel::warning) sink(record.level, record.message);
   }));
 }
 

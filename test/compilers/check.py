@@ -10,7 +10,8 @@ front end, templates instantiated, no code generated, which is most of a build's
         every header (detail/ too) precompiled into one Clang PCH, which reports what the
         headers themselves provoke; then, with that PCH, one file that instantiates the
         reactor and the Client whole (<ensemble/separate_compilation.hpp>) and each given
-        source file (SOURCE_ROOT-relative): what the examples and tools instantiate. The
+        source file or every .cpp under a given directory (SOURCE_ROOT-relative): what the
+        examples and tools instantiate. The
         PCH halves the cost: each file still gets the front end's every warning about its
         own code and its instantiations, but the headers are parsed once.
 
@@ -54,6 +55,17 @@ def compile_one(compiler, flags, label, text=None, path=None, language="c++"):
     return None
 
 
+def sources_of(source_root, names):
+    """Each name (SOURCE_ROOT-relative) as it is, or for a directory every .cpp under it, so
+    that a new example or tool is checked without a word here."""
+    for name in names:
+        path = source_root / name
+        if path.is_dir():
+            yield from sorted(p.relative_to(source_root).as_posix() for p in path.rglob("*.cpp"))
+        else:
+            yield name
+
+
 def public_headers(include):
     names = sorted(p.relative_to(include).as_posix() for p in (include / "ensemble").glob("*.hpp"))
     names += sorted(p.relative_to(include).as_posix() for p in (include / "ensemble" / "testing").glob("*.hpp"))
@@ -95,7 +107,7 @@ def main():
                 failures.append(compile_one(compiler, with_pch + ["-DENSEMBLE_SEPARATE_COMPILATION"],
                                             f"<{SEPARATE}>: the reactor and the Client, every member",
                                             text=f"#include <{SEPARATE}>\n"))
-                for name in files:
+                for name in sources_of(source_root, files):
                     failures.append(compile_one(compiler, with_pch, name, path=source_root / name))
     failures = [f for f in failures if f]
     for f in failures:
