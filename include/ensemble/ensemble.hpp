@@ -19,4 +19,5 @@
 #include <ensemble/service.hpp>
 #include <ensemble/service_options.hpp>
 #include <ensemble/spawn.hpp>
+#include <ensemble/text.hpp>
 #include <ensemble/version.hpp>

@@ -7,6 +7,7 @@
 // "ENSEMBLE_SOCKET", ...) and what is wrong with it. Secrets are never quoted.
 #pragma once
 
+#include <ensemble/detail/escape.hpp>
 #include <ensemble/errors.hpp>
 
 #include <arpa/inet.h>
@@ -14,41 +15,10 @@
 #include <sys/un.h>
 
 #include <cstddef>
-#include <cstdio>
 #include <string>
 #include <string_view>
 
 namespace ensemble::detail {
-
-// A value as an error message shows it: in quotes, printable ASCII as is and every other byte
-// escaped (\r, \n, \t, \xNN), so that an invisible character is seen. Cut after 200 bytes.
-inline std::string shown(std::string_view value) {
-  constexpr std::size_t kMaxShown = 200;
-  std::string out = "\"";
-  for (char c : value.substr(0, kMaxShown)) {
-    const auto byte = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\r': out += "\\r"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (byte >= 0x20 && byte < 0x7f) {
-          out += c;
-        } else {
-          char escaped[5];
-          std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
-          out += escaped;
-        }
-    }
-  }
-  out += '"';
-  if (value.size() > kMaxShown) out += "... (" + std::to_string(value.size()) + " bytes)";
-  return out;
-}
-
-inline std::string shown(char c) { return shown(std::string_view(&c, 1)); }
 
 inline bool is_ascii_space(char c) noexcept {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
