@@ -61,11 +61,12 @@ class BasicClient {
   explicit BasicClient(ClientOptions options) {
     std::shared_ptr<const Signer> signer;
     if (options.auth_seed) signer = std::make_shared<const Signer>(*options.auth_seed);
-    // Two statements: make_channel checks the token, so it must run before the token is
-    // moved out (the order of evaluating one call's arguments is unspecified).
-    auto channel = detail::make_channel(options, std::move(signer));
+    // Separate statements: check_options checks the token, so it must run before the token
+    // is moved out (the order of evaluating one call's arguments is unspecified).
+    detail::CheckedTarget target = detail::check_options(options);
+    auto channel = detail::make_channel(options, target, std::move(signer));
     conn_ = detail::make_connection(std::move(channel), std::move(options.service_token),
-                                    options.max_message_bytes);
+                                    options.max_message_bytes, std::move(target.socket_file));
   }
 
   // The client for the environment the process was started in (daemon-protocol.md §8):
