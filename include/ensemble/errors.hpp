@@ -83,6 +83,8 @@ class RpcError : public Error {
         }
         return {};
       case grpc::StatusCode::UNAVAILABLE:
+        // A cause the library found (detail/failure.hpp) says more than a guess.
+        if (text.find("[not retried: ") != std::string::npos) return {};
         return " (is the daemon running, and is this its socket or address?)";
       default:
         return {};

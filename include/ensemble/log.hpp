@@ -1,8 +1,10 @@
 // Where the library's diagnostics go: one process-wide sink, stderr by default.
 //
 // The library reports only what it cannot hand back to a caller: a handler or callback
-// that threw on a gRPC thread, a seed file that others can read. Route those into the
-// application's own logging with set_log_sink():
+// that threw on a gRPC thread, a seed file that others can read, why it is still waiting for
+// a daemon (detail/failure.hpp: when the wait starts, when its reason changes, after 10,
+// 100, ... attempts). Every message is one line: text from the daemon or a peer in it is
+// escaped. Route those into the application's own logging with set_log_sink():
 //
 //     ensemble::set_log_sink([](ensemble::LogLevel level, std::string_view message) {
 //       spdlog::log(level == ensemble::LogLevel::error ? spdlog::level::err : spdlog::level::warn,

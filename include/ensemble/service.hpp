@@ -51,8 +51,10 @@
 #include <ensemble/client_options.hpp>
 #include <ensemble/detail/callback_thread.hpp>
 #include <ensemble/detail/connection.hpp>
+#include <ensemble/detail/deadline.hpp>
 #include <ensemble/detail/dispatch.hpp>
 #include <ensemble/detail/event_queue.hpp>
+#include <ensemble/detail/failure.hpp>
 #include <ensemble/detail/unary.hpp>
 #include <ensemble/detail/wire_check.hpp>
 #include <ensemble/errors.hpp>
@@ -66,6 +68,7 @@
 #include <grpcpp/support/client_callback.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -102,10 +105,12 @@ enum class ServiceState {
 //     daemon acknowledges nothing, and if it goes away, written actions may never reach it.
 //   actions_unsent: provably never left (still queued when the stream ended, or its write
 //     failed); each was reported to on_unsent.
-// Likewise every event read off the stream ends up delivered (to a handler or next_event),
-// in events_dropped (the read-ahead queue was full; reported to on_events_dropped), in
-// events_discarded (still queued when the service was cancelled or ended with handlers), or
-// is still queued.
+// Likewise every event read off the stream (daemon errors for on_error and messages of kinds
+// this version does not know, for on_unknown, included) ends up delivered (to a handler or
+// next_event), in events_dropped (the read-ahead queue was full; reported to
+// on_events_dropped), in events_discarded (still queued when the service was cancelled or
+// ended with handlers), or is still queued: events_received = delivered + events_dropped +
+// events_discarded + events_queued().
 struct ServiceStats {
   std::uint64_t events_received = 0;
   std::uint64_t actions_written = 0;
@@ -202,7 +207,9 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   // UNAVAILABLE, UNIMPLEMENTED, or DEADLINE_EXCEEDED after ServiceOptions::registration_timeout).
   // With ServiceOptions::wait_for_daemon it waits through a daemon that is not up yet
   // (UNAVAILABLE) or still bootstrapping Tor (UNIMPLEMENTED), registering again with the
-  // ReconnectPolicy's backoff; cancel() from another thread gives up (CANCELLED). A failed
+  // ReconnectPolicy's backoff, unless waiting cannot help (the socket path is not a socket,
+  // this user may not open it, the TLS handshake fails: UNAVAILABLE at once, with the cause);
+  // cancel() from another thread gives up (CANCELLED, with what the last attempt met). A failed
   // start() leaves the service ended (wait() returns the status). Throws Error when it was
   // already started, ServiceClosedError when it was cancelled or closed before start() or
   // its Client has been destroyed.
@@ -356,11 +363,11 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   // A service started with no event handler installed (on_chat, on_connection_request,
   // on_peer_introduction, on_unknown, on_error, on_rpc) is in pull mode: every event, daemon
   // error and loss report waits in the read-ahead queue for this call, in the daemon's
-  // order. Returns the next one, or std::nullopt when none came within `timeout`. Once the
-  // service has ended for good and the queue is empty it throws ServiceClosedError (events
-  // read before the end are still returned first). Any thread; several callers share the
-  // sequence. With an event handler installed the service is in handler mode and this
-  // throws Error: events go to the handlers, never to two places.
+  // order. Returns the next one, or std::nullopt when none came within `timeout` (100 years
+  // or more: no limit). Once the service has ended for good and the queue is empty it throws
+  // ServiceClosedError (events read before the end are still returned first). Any thread;
+  // several callers share the sequence. With an event handler installed the service is in
+  // handler mode and this throws Error: events go to the handlers, never to two places.
   std::optional<InboundEvent> next_event(std::chrono::milliseconds timeout) {
     {
       std::lock_guard lock(mu_);
@@ -390,10 +397,10 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
 
   // Blocks until every action queued so far has been handed to gRPC's transport (not: has
   // reached the daemon). False on timeout or when the stream ended first (the leftovers
-  // went to on_unsent).
+  // went to on_unsent). A timeout of 100 years or more is no limit.
   bool flush(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mu_);
-    return changed_.wait_for(lock, timeout, [&] { return !write_in_flight_ && pending_.empty(); }) &&
+    return detail::wait_for(changed_, lock, timeout, [&] { return !write_in_flight_ && pending_.empty(); }) &&
            accepting_locked();
   }
 
@@ -447,12 +454,12 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     return final_status_;
   }
 
-  // The same with a limit; nullopt when the service has not ended within `timeout`. Throws
-  // where wait() throws.
+  // The same with a limit; nullopt when the service has not ended within `timeout` (100
+  // years or more: no limit, as wait()). Throws where wait() throws.
   std::optional<grpc::Status> wait_for(std::chrono::milliseconds timeout) {
     refuse_blocking("wait_for()");
     std::unique_lock lock(mu_);
-    if (!changed_.wait_for(lock, timeout, [&] { return finished_; })) return std::nullopt;
+    if (!detail::wait_for(changed_, lock, timeout, [&] { return finished_; })) return std::nullopt;
     return final_status_;
   }
 
@@ -568,7 +575,9 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
         events_received_.fetch_add(1, std::memory_order_release);
         break;
       case api::ServiceServerMessage::kError: drain = on_daemon_error(); break;
-      case api::ServiceServerMessage::MSG_NOT_SET: break;  // a newer daemon's message kind
+      case api::ServiceServerMessage::MSG_NOT_SET:  // a newer daemon's message kind: on_unknown
+        drain = counted(events_->push(decode_unknown_message(incoming_)));
+        break;
     }
     StartRead(&incoming_);
     if (drain) start_drainer();
@@ -637,7 +646,7 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     try {
       std::rethrow_exception(error);
     } catch (const std::exception& e) {
-      detail::log(LogLevel::error, "a handler of service \"" + name_ + "\" threw: " + e.what());
+      detail::log(LogLevel::error, "a handler of service \"" + name_ + "\" threw: " + detail::escaped_text(e.what()));
     } catch (...) {
       detail::log(LogLevel::error, "a handler of service \"" + name_ + "\" threw");
     }
@@ -671,7 +680,14 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
       registration_error_ = incoming_.error().message();
       return false;
     }
-    return events_->push(decode_error(incoming_.error()));
+    return counted(events_->push(decode_error(incoming_.error())));
+  }
+
+  // Counts one event read off the stream into the queue (events_received), after the push,
+  // so that a reader who sees the count also sees the event queued; passes push()'s answer on.
+  bool counted(bool start_drainer) {
+    events_received_.fetch_add(1, std::memory_order_release);
+    return start_drainer;
   }
 
   // ---- The write queue ----
@@ -906,21 +922,37 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   //  - never registered (ServiceOptions::wait_for_daemon): the daemon is not up yet
   //    (UNAVAILABLE) or its registry is not, while Tor bootstraps (UNIMPLEMENTED "service
   //    registry not configured on this daemon").
-  // Either way within ReconnectPolicy::max_attempts consecutive failures.
-  bool should_retry_locked(const grpc::Status& status, bool was_registered) const {
+  // Either way within ReconnectPolicy::max_attempts consecutive failures, and only while the
+  // failure is one time can mend (detail/failure.hpp): on a permanent one (the socket path is
+  // not a socket, this user may not open it, the TLS handshake fails) `status` gets the
+  // cause added and the wait ends. A retry leaves its reason in retry_note_ for the log.
+  bool should_retry_locked(grpc::Status& status, bool was_registered) {
     const auto& policy = options_.reconnect;
     if (policy.max_attempts != 0 && failed_attempts_ >= policy.max_attempts) return false;
     const auto code = status.error_code();
     const bool not_ready = code == grpc::StatusCode::UNAVAILABLE ||
                            (code == grpc::StatusCode::UNIMPLEMENTED &&
                             status.error_message().find("service registry") != std::string::npos);
+    bool retry = false;
     if (ever_registered_) {
-      if (!policy.enabled) return false;
-      return code == grpc::StatusCode::UNAVAILABLE ||
-             (!was_registered && (not_ready || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
-                                  code == grpc::StatusCode::ALREADY_EXISTS));
+      retry = policy.enabled &&
+              (code == grpc::StatusCode::UNAVAILABLE ||
+               (!was_registered && (not_ready || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                                    code == grpc::StatusCode::ALREADY_EXISTS)));
+    } else {
+      retry = options_.wait_for_daemon && not_ready;
     }
-    return options_.wait_for_daemon && not_ready;
+    if (!retry) return false;
+    const detail::FailureCause cause = detail::classify_failure(status, conn_->socket_file);
+    if (cause.permanent) {
+      status = detail::with_cause(status, cause);
+      return false;
+    }
+    last_failure_ = status;
+    retry_note_ = retry_notes_.note("service \"" + name_ + "\"",
+                                    (ever_registered_ ? "reconnecting: " : "waiting for the daemon: ") + cause.why,
+                                    std::max(failed_attempts_, 1));
+    return true;
   }
 
   // Canonical order (gRPC's callback examples): bind, first write, first read, hold, call.
@@ -944,7 +976,7 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   // finished service alive.
   void arm_registration_timer(std::uint64_t attempt) {
     const auto limit = options_.registration_timeout;
-    if (limit.count() <= 0) return;
+    if (limit.count() <= 0 || limit >= detail::kForever) return;  // no deadline
     auto alarm = std::make_unique<grpc::Alarm>();
     refs_.fetch_add(1, std::memory_order_relaxed);
     alarm->Set(std::chrono::system_clock::now() + limit, [this, attempt](bool fired) {
@@ -985,6 +1017,12 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   // own. The pending callback holds a reference to the service; close(), cancel() and
   // ~Client cancel the alarm, which then runs its callback at once.
   void schedule_reconnect() {
+    std::optional<std::string> note;
+    {
+      std::lock_guard lock(mu_);
+      note = std::exchange(retry_note_, std::nullopt);
+    }
+    if (note) detail::log(LogLevel::warning, *note);
     refs_.fetch_add(1, std::memory_order_relaxed);
     const auto delay = next_backoff();
     {
@@ -1021,13 +1059,18 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     detail::CallbackScope scope(this);
     bool give_up = false;
     std::uint64_t attempt = 0;
+    grpc::Status last;
     {
       std::lock_guard lock(mu_);
       give_up = user_closed_;
       if (!give_up) attempt = prepare_attempt_locked();
+      last = last_failure_;
     }
     if (give_up) {
-      finish(grpc::Status(grpc::StatusCode::CANCELLED, "closed while reconnecting"));
+      // The cause of the wait stays in the text: what the last attempt met.
+      finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                          "closed while reconnecting; the last attempt had failed with " +
+                              RpcError::status_name(last.error_code()) + ": " + last.error_message()));
     } else {
       notify_state(ServiceState::registering);
       start_attempt(attempt);
@@ -1040,7 +1083,8 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     for (int i = 1; i < failed_attempts_ && delay < static_cast<double>(p.max_backoff.count()); ++i) {
       delay *= p.multiplier;
     }
-    delay = std::min(delay, static_cast<double>(p.max_backoff.count()));
+    // At most kForever (100 years), so that no duration overflows the clock.
+    delay = std::min({delay, static_cast<double>(p.max_backoff.count()), static_cast<double>(detail::kForever.count())});
     thread_local std::mt19937 rng{std::random_device{}()};
     std::uniform_real_distribution<double> factor(1.0 - p.jitter, 1.0 + p.jitter);
     return std::chrono::milliseconds(static_cast<long long>(delay * factor(rng)));
@@ -1209,6 +1253,9 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   std::uint64_t attempt_id_ = 0;     // counts stream attempts, so a timer knows its own
   bool attempt_timed_out_ = false;   // registration_timeout cancelled this attempt
   grpc::Status refusal_;             // how the latest unregistered attempt ended, never OK
+  grpc::Status last_failure_;        // the failure the reconnect policy is waiting out
+  detail::RetryNotes retry_notes_;   // what waiting has logged
+  std::optional<std::string> retry_note_;  // a log line for schedule_reconnect()
   bool finished_ = false;
   grpc::Status final_status_;
 };

@@ -16,6 +16,7 @@
 //     running on another thread, so nothing of the user's runs after the service ended.
 #pragma once
 
+#include <ensemble/detail/deadline.hpp>
 #include <ensemble/events.hpp>
 
 #include <chrono>
@@ -153,7 +154,7 @@ class EventQueue {
   // Pull mode: the next event, or a coalesced EventsDropped when events were lost before it.
   Pull next(std::chrono::milliseconds timeout, std::optional<InboundEvent>& out) {
     std::unique_lock lock(mu_);
-    const bool ready = changed_.wait_for(lock, timeout, [&] {
+    const bool ready = detail::wait_for(changed_, lock, timeout, [&] {
       return dropped_unreported_ > 0 || !queue_.empty() || shut_;
     });
     if (dropped_unreported_ > 0) {
