@@ -23,6 +23,17 @@ inline void forbid_connection_flags(const Cli& cli, std::string_view because) {
   }
 }
 
+// The flag behind the ClientOptions member a ConfigError names ("--tls-ca: "), or "" when it
+// names none (an environment variable names itself).
+inline std::string flag_named_in(std::string_view message) {
+  for (const auto& [option, flag] : {std::pair{"ClientOptions::tls_root_certs", "--tls-ca: "},
+                                     std::pair{"ClientOptions::socket_path", "--socket: "},
+                                     std::pair{"ClientOptions::addr", "--addr: "}}) {
+    if (message.find(option) != std::string_view::npos) return flag;
+  }
+  return "";
+}
+
 // The Client for --socket / --addr (and --tls*, --seed). With neither, the process
 // configures itself from its environment, as a service the daemon spawned must:
 // ENSEMBLE_SERVICE_TOKEN set -> supervised (token on RegisterService, no seed); otherwise
@@ -33,7 +44,7 @@ inline ensemble::Client make_client(const Cli& cli) {
     if (flags) return ensemble::Client(*flags);
     return ensemble::Client::from_env();
   } catch (const ensemble::ConfigError& e) {
-    if (flags) cli.fail((flags->socket_path.empty() ? "--addr: " : "--socket: ") + std::string(e.what()));
+    if (flags) cli.fail(flag_named_in(e.what()) + std::string(e.what()));
     cli.fail(std::string(e.what()) + " (or pass --socket PATH / --addr HOST:PORT)");
   }
 }
