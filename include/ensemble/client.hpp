@@ -231,7 +231,8 @@ class BasicClient {
   // (that poll gets 100 ms), so it never gives up before `timeout` has passed. Why it is still waiting goes to the
   // log sink (log.hpp) when it starts, when the reason changes and after 10, 100, ...
   // polls. Returns that status. Throws RpcError: DEADLINE_EXCEEDED when `timeout` passes
-  // first (zero, or 100 years and more: no limit; negative: ConfigError),
+  // first (zero, or one too long for the clock such as milliseconds::max(): no limit;
+  // negative: ConfigError),
   // FAILED_PRECONDITION when tor_state is "disabled" (Tor failed to start, so the registry
   // never comes up), UNAVAILABLE with the cause at once when waiting cannot help (the
   // socket path is not a socket or this user may not open it; the TLS handshake fails), or

@@ -75,8 +75,8 @@ struct ClientOptions {
 
 // Per-call settings for node-level calls (Client::get_status(…, CallOptions{…}) etc.).
 struct CallOptions {
-  // Zero means no deadline, and so does anything of 100 years or more
-  // (std::chrono::milliseconds::max() included); negative is a ConfigError when the call is
+  // Zero means no deadline, and so does a timeout too long for the clock (about 200 years
+  // and more: std::chrono::milliseconds::max()); negative is a ConfigError when the call is
   // made. A call past its deadline fails with DEADLINE_EXCEEDED.
   std::chrono::milliseconds timeout{0};
 };

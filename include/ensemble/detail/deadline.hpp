@@ -1,19 +1,17 @@
-// Durations the user passes (CallOptions::timeout, ServiceOptions::registration_timeout, the
-// reconnect backoff, the timeouts of wait_for(), flush(), next_event(), ...) turned into
-// deadlines and waits without overflow. `now + std::chrono::milliseconds::max()` overflows
-// the clock's nanoseconds (undefined behaviour; in practice a deadline in the past, so the
-// call fails at once), and so does a condition variable's wait_for with such a timeout.
-//
-// The rule everywhere: a duration of kForever (100 years) or more means "no limit"; every
-// shorter one is honoured exactly. 100 years from now fits every clock involved (system_clock
-// and steady_clock count nanoseconds in 64 bits: about 292 years; gRPC's deadlines too).
+// Durations the user gives, turned into waits and deadlines without overflow: a timeout of
+// zero or less does not wait, and one too long for the clock waits without limit (adding
+// std::chrono::milliseconds::max() to a clock's now() is signed overflow: in practice a
+// deadline in the past, so a call failed at once). Delays the library computes from a
+// user's numbers (the reconnect backoff, the daemon double's timers) stop at kForever, a
+// wait of 100 years, which every clock here can hold.
 #pragma once
 
 #include <ensemble/client_options.hpp>
 #include <ensemble/errors.hpp>
 
-#include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -21,23 +19,34 @@ namespace ensemble::detail {
 
 inline constexpr std::chrono::milliseconds kForever = std::chrono::hours(24 * 365 * 100);
 
-// `limit` from now on `Clock`, or nullopt when there is none (`limit` of kForever or more).
-// `limit` must not be negative.
-template <class Clock>
-std::optional<typename Clock::time_point> deadline_after(std::chrono::milliseconds limit) {
-  if (limit >= kForever) return std::nullopt;
-  return Clock::now() + limit;
-}
-
-// A wait of the user's `timeout` for `done()` on `cv` (a negative timeout: no wait, only a
-// look). Returns what done() returned last, as condition_variable::wait_for does.
-template <class CondVar, class Lock, class Done>
-bool wait_for(CondVar& cv, Lock& lock, std::chrono::milliseconds timeout, Done done) {
-  if (timeout >= kForever) {
-    cv.wait(lock, done);
+// Waits on `cv` until `ready()` or `timeout` has passed; returns ready().
+template <class Predicate>
+bool wait_up_to(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                std::chrono::milliseconds timeout, Predicate ready) {
+  if (timeout.count() <= 0) return ready();
+  const auto now = std::chrono::steady_clock::now();
+  if (timeout >= std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::time_point::max() - now)) {
+    cv.wait(lock, ready);
     return true;
   }
-  return cv.wait_for(lock, std::max(timeout, std::chrono::milliseconds(0)), done);
+  return cv.wait_until(lock, now + timeout, ready);
+}
+
+// now + `after` on `Clock`; nullopt when that is past what the clock can hold (read: no
+// deadline). `after` must not be negative.
+template <class Clock>
+std::optional<typename Clock::time_point> deadline_after(std::chrono::milliseconds after) {
+  const auto now = Clock::now();
+  if (after >= std::chrono::duration_cast<std::chrono::milliseconds>(Clock::time_point::max() - now)) {
+    return std::nullopt;
+  }
+  return now + after;
+}
+
+// The same on the clock gRPC's alarms and deadlines take.
+inline std::optional<std::chrono::system_clock::time_point> system_deadline(std::chrono::milliseconds after) {
+  return deadline_after<std::chrono::system_clock>(after);
 }
 
 // CallOptions are checked before anything is started: a negative timeout is a ConfigError

@@ -24,11 +24,11 @@
 
 namespace ensemble::detail {
 
-// `options` passed check_call_options(). A timeout of 0, or of kForever and more, sets no
-// deadline.
+// `options` passed check_call_options(). A timeout of 0, or one too long for the clock
+// (std::chrono::milliseconds::max()), sets no deadline.
 inline void apply_call_options(grpc::ClientContext& context, const CallOptions& options) {
   if (options.timeout.count() <= 0) return;
-  if (auto deadline = deadline_after<std::chrono::system_clock>(options.timeout)) context.set_deadline(*deadline);
+  if (auto deadline = system_deadline(options.timeout)) context.set_deadline(*deadline);
 }
 
 // A call on a Client that is gone (a Service's connect_peer after ~Client): the channel

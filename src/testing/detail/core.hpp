@@ -285,7 +285,7 @@ class Core final : public StreamHost, public PeerHost {
 
   bool wait_service(std::string_view name, bool registered, std::chrono::milliseconds timeout) {
     std::unique_lock lock(mu_);
-    return ensemble::detail::wait_for(registry_cv_, lock, timeout, [&] {
+    return ensemble::detail::wait_up_to(registry_cv_, lock, timeout, [&] {
       return (services_.count(std::string(name)) > 0) == registered;
     });
   }
@@ -412,7 +412,7 @@ class Core final : public StreamHost, public PeerHost {
   bool wait_for_actions(std::string_view service, std::size_t count,
                         std::chrono::milliseconds timeout) const {
     std::unique_lock lock(log_mu_);
-    return ensemble::detail::wait_for(log_cv_, lock, timeout, [&] {
+    return ensemble::detail::wait_up_to(log_cv_, lock, timeout, [&] {
       auto it = actions_.find(std::string(service));
       return it != actions_.end() && it->second.count >= count;
     });
@@ -429,7 +429,7 @@ class Core final : public StreamHost, public PeerHost {
   std::optional<std::string> wait_decision(std::string_view request_id,
                                            std::chrono::milliseconds timeout) const {
     std::unique_lock lock(log_mu_);
-    ensemble::detail::wait_for(log_cv_, lock, timeout, [&] { return decisions_.count(std::string(request_id)) > 0; });
+    ensemble::detail::wait_up_to(log_cv_, lock, timeout, [&] { return decisions_.count(std::string(request_id)) > 0; });
     if (auto it = decisions_.find(std::string(request_id)); it != decisions_.end()) {
       return it->second;
     }
@@ -445,7 +445,7 @@ class Core final : public StreamHost, public PeerHost {
   bool wait_peer_inbox(std::string_view address, std::size_t count,
                        std::chrono::milliseconds timeout) const {
     std::unique_lock lock(log_mu_);
-    return ensemble::detail::wait_for(log_cv_, lock, timeout, [&] {
+    return ensemble::detail::wait_up_to(log_cv_, lock, timeout, [&] {
       auto it = inbox_.find(std::string(address));
       return it != inbox_.end() && it->second.count >= count;
     });

@@ -305,7 +305,7 @@ class ServiceStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     burst_written_ = 0;
     burst_remaining_ = count;
     pump_locked();
-    ensemble::detail::wait_for(cv_, lock, timeout, [&] { return burst_remaining_ == 0 || cancelled_ || done_; });
+    ensemble::detail::wait_up_to(cv_, lock, timeout, [&] { return burst_remaining_ == 0 || cancelled_ || done_; });
     burst_remaining_ = 0;
     return burst_written_;
   }
