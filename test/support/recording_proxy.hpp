@@ -4,6 +4,8 @@
 // which calls went its way.
 #pragma once
 
+#include "loopback_socket.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -22,18 +24,7 @@ namespace test_support {
 class RecordingProxy {
  public:
   RecordingProxy() {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t size = sizeof address;
-    if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
-        ::listen(listener_, 16) != 0 ||
-        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
-      if (listener_ >= 0) ::close(listener_);
-      throw std::runtime_error("recording proxy: cannot listen on 127.0.0.1");
-    }
-    port_ = ntohs(address.sin_port);
+    listener_ = listen_on_loopback(port_, "recording proxy");
     thread_ = std::thread([this] { run(); });
   }
   RecordingProxy(const RecordingProxy&) = delete;
