@@ -391,19 +391,30 @@ TEST_CASE("waiting for the daemon says why through the log sink, not on every at
   // reminds, nothing else.
   std::this_thread::sleep_for(1000ms);
   svc->cancel();
-  try {
-    started.get();
-    FAIL("start succeeded");
-  } catch (const ensemble::RegistrationError& e) {
-    CHECK(e.code() == grpc::StatusCode::CANCELLED);
-    // The cause survives the cancel.
-    CHECK_THAT(e.daemon_message(), Contains("(the last attempt: UNAVAILABLE: ") && Contains("No such file or directory"));
-  }
+  CHECK_THROWS_AS(started.get(), ensemble::RegistrationError);
   const auto lines = log.lines_with("service \"patient\"");
   REQUIRE(lines.size() >= 1);
   CHECK(lines.size() <= 3);
   CHECK_THAT(lines.front(), Contains("service \"patient\": waiting for the daemon: the socket path \"" +
                                      (dir / "later.sock").string() + "\" does not exist (yet); retrying (attempt 1)"));
+}
+
+TEST_CASE("a cancel while waiting keeps what the wait was waiting out") {
+  test_support::TempDir dir;
+  ensemble::Client client({.socket_path = (dir / "later.sock").string()});
+  auto svc = client.service("patient", test_support::waiting_options(2s, 2s));
+  auto started = svc->start_async();
+  // The first attempt fails at once; the cancel comes well inside the 2 s pause after it.
+  REQUIRE(eventually([&] { return svc->state() == ensemble::ServiceState::reconnecting; }));
+  std::this_thread::sleep_for(100ms);
+  svc->cancel();
+  try {
+    started.get();
+    FAIL("start succeeded");
+  } catch (const ensemble::RegistrationError& e) {
+    CHECK(e.code() == grpc::StatusCode::CANCELLED);
+    CHECK_THAT(e.daemon_message(), Contains("(the last attempt: UNAVAILABLE: ") && Contains("No such file or directory"));
+  }
 }
 
 // ---- 5. peer data trusted in shape: depth and control characters ----
