@@ -18,8 +18,8 @@
 # build-tsan/ against it, and fails unless the test programs load those libraries rather than
 # the system's. test/sanitizers/tsan.supp holds only the reports shown to be false positives.
 #
-# Compiles through `slot` (two of the machine's compile slots) when the machine has that
-# command, so do not run this script itself under `slot`.
+# On a machine with the `slot` command (shared compile slots) the build holds two slots, with
+# two jobs, and the tests run without; elsewhere the build runs one job per core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,43 +31,55 @@ case "$kind" in
   *) echo "usage: scripts/sanitize.sh asan|tsan [meson test args]" >&2; exit 2 ;;
 esac
 shift
+build_only=false
+if [[ ${1:-} == --build-only ]]; then build_only=true; shift; fi
 
-jobs=$(nproc)
-run=()
-if command -v slot >/dev/null; then
-  jobs=2
-  run=(slot -n 2)
-fi
+# Configures and compiles $dir (for tsan: the instrumented dependencies first).
+build() {
+  local jobs=${ENSEMBLE_SLOTS_HELD:-$(nproc)} prefix= t0 t1 t2
+  setup_args+=(-Db_sanitize="$sanitize" -Db_lundef=false)
+  t0=$(date +%s)
+  if [[ $kind == tsan ]]; then
+    prefix=$(scripts/tsan-deps.sh | tail -1)
+    # The rpath makes the programs load the instrumented libraries (which carry their own
+    # for the libraries they load in turn); the tests check it below.
+    setup_args+=(-Dpkg_config_path="$prefix/lib/pkgconfig" -Dcpp_link_args="-Wl,-rpath,$prefix/lib")
+    # A build dir configured against another prefix (older packages) starts over.
+    if [[ -f $dir/build.ninja && $(cat "$dir/tsan-prefix" 2>/dev/null) != "$prefix" ]]; then
+      rm -rf "$dir"
+    fi
+  fi
+  t1=$(date +%s)
+  if [[ ! -f $dir/build.ninja ]]; then
+    # b_lundef=false: the sanitizer runtimes resolve symbols at load time, which
+    # -Wl,--no-undefined would reject.
+    meson setup "$dir" "${setup_args[@]}"
+    [[ -z $prefix ]] || echo "$prefix" >"$dir/tsan-prefix"
+  fi
+  meson compile -C "$dir" -j "$jobs"
+  t2=$(date +%s)
+  [[ $kind == tsan ]] && echo "sanitize tsan: instrumented abseil and gRPC: $((t1 - t0)) s"
+  echo "sanitize $kind: compiling the suite: $((t2 - t1)) s"
+}
 
-setup_args+=(-Db_sanitize="$sanitize" -Db_lundef=false)
 if [[ $kind == tsan ]]; then
   ENSEMBLE_DEPS_EXTRA=tsan scripts/install-deps.sh
-  deps_start=$(date +%s)
-  prefix=$(scripts/tsan-deps.sh | tail -1)
-  echo "sanitize tsan: instrumented abseil and gRPC in $prefix ($(($(date +%s) - deps_start)) s)"
-  # The rpath makes the programs load the instrumented libraries (which carry their own, for
-  # the libraries they load in turn); checked after the build.
-  setup_args+=(-Dpkg_config_path="$prefix/lib/pkgconfig" -Dcpp_link_args="-Wl,-rpath,$prefix/lib")
-  # A build dir configured against another prefix (an older version) starts over.
-  if [[ -f $dir/build.ninja && $(cat "$dir/tsan-prefix" 2>/dev/null) != "$prefix" ]]; then
-    rm -rf "$dir"
-  fi
 else
   scripts/install-deps.sh
 fi
-if [[ ! -f $dir/build.ninja ]]; then
-  # b_lundef=false: the sanitizer runtimes resolve symbols at load time, which -Wl,--no-undefined
-  # would reject.
-  meson setup "$dir" "${setup_args[@]}"
-  [[ $kind == tsan ]] && echo "$prefix" >"$dir/tsan-prefix"
-fi
 start=$(date +%s)
-"${run[@]}" meson compile -C "$dir" -j "$jobs"
+if $build_only || [[ -n ${ENSEMBLE_SLOTS_HELD:-} ]] || ! command -v slot >/dev/null; then
+  build
+  $build_only && exit 0
+else
+  slot -n 2 env ENSEMBLE_SLOTS_HELD=2 "$PWD/scripts/sanitize.sh" "$kind" --build-only
+fi
 built=$(date +%s)
 
 if [[ $kind == tsan ]]; then
   # Every program that links gRPC must resolve gRPC and abseil to the instrumented copies;
   # one system copy would make TSan blind again, silently.
+  prefix=$(cat "$dir/tsan-prefix")
   checked=0
   while IFS= read -r program; do
     libs=$(ldd "$program")
@@ -87,7 +99,7 @@ if [[ $kind == tsan ]]; then
     exit 1
   fi
   echo "sanitize tsan: $checked programs load gRPC and abseil from $prefix"
-  # TSan runs the suite about five times slower than ASan.
+  # TSan runs the suite several times slower than ASan.
   set -- --timeout-multiplier 3 "$@"
 fi
 
@@ -100,9 +112,10 @@ meson test -C "$dir" --no-suite slow --print-errorlogs "$@" | tee "$dir/test-sum
 end=$(date +%s)
 log=$dir/meson-logs/testlog.txt
 reports=$(grep -c '^WARNING: ThreadSanitizer\|^ERROR: AddressSanitizer\|runtime error:' "$log" || true)
-echo "sanitize $kind: build $((built - start)) s, tests $((end - built)) s, $reports reports"
+echo "sanitize $kind: build $((built - start)) s (with any wait for compile slots)," \
+  "tests $((end - built)) s, $reports sanitizer reports"
 if ((reports > 0)); then
-  echo "sanitize $kind: reports by kind and place (from $log):"
+  echo "sanitize $kind: the reports by kind and place (from $log):"
   grep -h '^SUMMARY: ' "$log" | sort | uniq -c | sort -rn | head -40
 fi
 exit "$status"

@@ -6,8 +6,8 @@
 #
 # Why: an uninstrumented gRPC hides every happens-before edge it makes (absl::Mutex, its
 # lock-free queues) from TSan, which then reports thousands of races that gRPC in fact orders.
-# protobuf, re2, c-ares, zlib and OpenSSL stay the system's: gRPC only calls them while it
-# holds its own (now visible) locks, or on data one thread owns.
+# protobuf, re2, c-ares, zlib and OpenSSL stay the system's: the threads, locks and queues
+# whose ordering TSan must see are gRPC's and abseil's.
 #
 # The cache: ${XDG_CACHE_HOME:-$HOME/.cache}/ensemble-cpp/tsan-<abseil>-<grpc>-<compiler>.
 # Reused by every later run (and by any checkout on the same machine); a new abseil or gRPC
@@ -17,8 +17,9 @@
 # machine's own apt sources, in a private apt configuration under the cache: nothing in
 # /etc/apt changes.
 #
-# Compiles through `slot -n 2` when the machine has that command (a shared machine's compile
-# slots), so do not run this script itself under `slot`.
+# Compiles with two jobs holding two of the machine's compile slots when it has the `slot`
+# command (taken here, once for the whole build, unless ENSEMBLE_SLOTS_HELD says the caller
+# holds them: scripts/sanitize.sh does); elsewhere with one job per core.
 set -euo pipefail
 
 src_version() { dpkg-query -W -f='${source:Version}' "$1"; }
@@ -44,11 +45,13 @@ if [[ -f $prefix/.complete ]]; then  # another run built it while this one waite
   exit 0
 fi
 
-jobs=$(nproc)
-run=()
-if command -v slot >/dev/null; then
-  jobs=2
-  run=(slot -n 2)
+if [[ -n ${ENSEMBLE_SLOTS_HELD:-} ]]; then
+  jobs=$ENSEMBLE_SLOTS_HELD
+elif command -v slot >/dev/null; then
+  flock -u "$lock"  # the slots first, then the cache lock again: one order for both
+  exec slot -n 2 env ENSEMBLE_SLOTS_HELD=2 "$(readlink -f "$0")" "$@"
+else
+  jobs=$(nproc)
 fi
 
 work=$prefix.work
@@ -127,19 +130,24 @@ common=(-G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_CO
         # Every library finds its instrumented siblings first, however it is loaded.
         -DCMAKE_INSTALL_RPATH="$prefix/lib" -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON)
 
-step() { echo "tsan-deps: $*" >&2; "$@" >>"$log" 2>&1 || { tail -30 "$log" >&2; exit 1; }; }
+# Runs a build step, its output to the log (shown when it fails).
+step() {
+  echo "tsan-deps: $1 $2 ${3##*/} $4 ${5##*/}" >&2
+  "$@" >>"$log" 2>&1 || { tail -30 "$log" >&2; echo "tsan-deps: failed (log: $log)" >&2; exit 1; }
+}
 
 # abseil as Debian configures it (debian/rules: C++17, shared; Debian's patched options.h
 # keeps absl::optional and friends abseil's own types whatever the standard).
 step cmake -S "$absl_src" -B "$work/absl-build" "${common[@]}" -DCMAKE_CXX_STANDARD=17
-step "${run[@]}" cmake --build "$work/absl-build" -j "$jobs"
+step cmake --build "$work/absl-build" -j "$jobs"
 step cmake --install "$work/absl-build"
 absl_built=$(date +%s)
 
 # gRPC as Debian configures it (debian/rules), with every dependency but abseil the system's. CMake wants protobuf's libprotoc even
 # with code generation off (libprotoc-dev, installed by install-deps.sh for tsan).
 step cmake -S "$grpc_src" -B "$work/grpc-build" "${common[@]}" \
-  -DgRPC_BACKWARDS_COMPATIBILITY_MODE=OFF -DgRPC_INSTALL=ON -DgRPC_BUILD_TESTS=OFF -DgRPC_BUILD_CODEGEN=OFF \
+  -DgRPC_BACKWARDS_COMPATIBILITY_MODE=OFF -DgRPC_INSTALL=ON -DgRPC_BUILD_TESTS=OFF \
+  -DgRPC_BUILD_CODEGEN=OFF \
   -DgRPC_BUILD_GRPC_CPP_PLUGIN=OFF -DgRPC_BUILD_GRPC_CSHARP_PLUGIN=OFF \
   -DgRPC_BUILD_GRPC_NODE_PLUGIN=OFF -DgRPC_BUILD_GRPC_OBJECTIVE_C_PLUGIN=OFF \
   -DgRPC_BUILD_GRPC_PHP_PLUGIN=OFF -DgRPC_BUILD_GRPC_PYTHON_PLUGIN=OFF \
@@ -148,12 +156,16 @@ step cmake -S "$grpc_src" -B "$work/grpc-build" "${common[@]}" \
   -DgRPC_RE2_PROVIDER=package -DgRPC_SSL_PROVIDER=package -DgRPC_ZLIB_PROVIDER=package
 # Only grpc++ and what it links; `cmake --install` would want every library gRPC defines, so
 # the pieces the suite uses are copied: the shared libraries, the headers, the .pc files.
-step "${run[@]}" cmake --build "$work/grpc-build" -j "$jobs" --target grpc++
+step cmake --build "$work/grpc-build" -j "$jobs" --target grpc++
 cp -a "$work/grpc-build"/lib{gpr,grpc,grpc++,upb,address_sorting}.so* "$prefix/lib/"
 cp -a "$grpc_src"/include/{grpc,grpcpp,grpc++} "$prefix/include/"
 cp "$work/grpc-build"/{gpr,grpc,grpc++}.pc "$prefix/lib/pkgconfig/"
 grpc_built=$(date +%s)
 
+# Wall time of each build proper, from ninja's log (end of its last edge, in ms).
+ninja_s() { awk 'NR > 1 && $2 > m { m = $2 } END { printf "%d", m / 1000 }' "$1/.ninja_log"; }
+echo "tsan-deps: compiling took abseil $(ninja_s "$work/absl-build") s," \
+  "gRPC $(ninja_s "$work/grpc-build") s ($jobs jobs)" >&2
 rm -rf "$work"
 echo "abseil $absl_version, gRPC $grpc_version, $compiler, $flags" >"$prefix/.complete"
 echo "tsan-deps: sources $((fetched - start)) s, abseil $((absl_built - fetched)) s," \
