@@ -273,11 +273,10 @@ TEST_CASE("reconnect: a restarted daemon gets the service back, same address, ev
   options.reconnect.enabled = true;
   options.reconnect.initial_backoff = 50ms;
   options.reconnect.max_backoff = 400ms;
-  auto svc = client.service("phoenix", options);
-
   std::mutex mu;
   std::vector<ensemble::ServiceState> states;
   std::vector<std::string> chats;
+  auto svc = client.service("phoenix", options);
   svc->on_state([&](ensemble::ServiceState s) {
     std::lock_guard lock(mu);
     states.push_back(s);
