@@ -132,7 +132,8 @@ common=(-G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_CO
 
 # Runs a build step, its output to the log (shown when it fails).
 step() {
-  echo "tsan-deps: $1 $2 ${3##*/} $4 ${5##*/}" >&2
+  local shown=("${@##*/}")
+  echo "tsan-deps: ${shown[*]:0:5}" >&2
   "$@" >>"$log" 2>&1 || { tail -30 "$log" >&2; echo "tsan-deps: failed (log: $log)" >&2; exit 1; }
 }
 
@@ -143,8 +144,9 @@ step cmake --build "$work/absl-build" -j "$jobs"
 step cmake --install "$work/absl-build"
 absl_built=$(date +%s)
 
-# gRPC as Debian configures it (debian/rules), with every dependency but abseil the system's. CMake wants protobuf's libprotoc even
-# with code generation off (libprotoc-dev, installed by install-deps.sh for tsan).
+# gRPC as Debian configures it (debian/rules), with every dependency but abseil the system's.
+# CMake wants protobuf's libprotoc even with code generation off (libprotoc-dev, installed by
+# install-deps.sh for tsan).
 step cmake -S "$grpc_src" -B "$work/grpc-build" "${common[@]}" \
   -DgRPC_BACKWARDS_COMPATIBILITY_MODE=OFF -DgRPC_INSTALL=ON -DgRPC_BUILD_TESTS=OFF \
   -DgRPC_BUILD_CODEGEN=OFF \
@@ -159,7 +161,7 @@ step cmake -S "$grpc_src" -B "$work/grpc-build" "${common[@]}" \
 step cmake --build "$work/grpc-build" -j "$jobs" --target grpc++
 cp -a "$work/grpc-build"/lib{gpr,grpc,grpc++,upb,address_sorting}.so* "$prefix/lib/"
 cp -a "$grpc_src"/include/{grpc,grpcpp,grpc++} "$prefix/include/"
-cp "$work/grpc-build"/{gpr,grpc,grpc++}.pc "$prefix/lib/pkgconfig/"
+cp "$work/grpc-build"/libs/opt/pkgconfig/{gpr,grpc,grpc++}.pc "$prefix/lib/pkgconfig/"
 grpc_built=$(date +%s)
 
 # Wall time of each build proper, from ninja's log (end of its last edge, in ms).
