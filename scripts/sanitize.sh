@@ -18,8 +18,9 @@
 # build-tsan/ against it, and fails unless the test programs load those libraries rather than
 # the system's. test/sanitizers/tsan.supp holds only the reports shown to be false positives.
 #
-# On a machine with the `slot` command (shared compile slots) the build holds two slots, with
-# two jobs, and the tests run without; elsewhere the build runs one job per core.
+# On a machine with the `slot` command (shared compile slots) the build holds ENSEMBLE_SLOTS
+# of them (default 2; 1 gets going sooner on a busy machine, where two free at once are rare)
+# and runs that many jobs; the tests run without. Elsewhere the build runs one job per core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,7 +73,8 @@ if $build_only || [[ -n ${ENSEMBLE_SLOTS_HELD:-} ]] || ! command -v slot >/dev/n
   build
   $build_only && exit 0
 else
-  slot -n 2 env ENSEMBLE_SLOTS_HELD=2 "$PWD/scripts/sanitize.sh" "$kind" --build-only
+  slots=${ENSEMBLE_SLOTS:-2}
+  slot -n "$slots" env ENSEMBLE_SLOTS_HELD="$slots" "$PWD/scripts/sanitize.sh" "$kind" --build-only
 fi
 built=$(date +%s)
 

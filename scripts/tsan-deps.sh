@@ -17,9 +17,10 @@
 # machine's own apt sources, in a private apt configuration under the cache: nothing in
 # /etc/apt changes.
 #
-# Compiles with two jobs holding two of the machine's compile slots when it has the `slot`
-# command (taken here, once for the whole build, unless ENSEMBLE_SLOTS_HELD says the caller
-# holds them: scripts/sanitize.sh does); elsewhere with one job per core.
+# Compiles with ENSEMBLE_SLOTS (default 2) jobs holding as many of the machine's compile slots
+# when it has the `slot` command (taken here, once for the whole build, unless
+# ENSEMBLE_SLOTS_HELD says the caller holds them: scripts/sanitize.sh does); elsewhere with
+# one job per core.
 set -euo pipefail
 
 src_version() { dpkg-query -W -f='${source:Version}' "$1"; }
@@ -49,7 +50,8 @@ if [[ -n ${ENSEMBLE_SLOTS_HELD:-} ]]; then
   jobs=$ENSEMBLE_SLOTS_HELD
 elif command -v slot >/dev/null; then
   flock -u "$lock"  # the slots first, then the cache lock again: one order for both
-  exec slot -n 2 env ENSEMBLE_SLOTS_HELD=2 "$(readlink -f "$0")" "$@"
+  exec slot -n "${ENSEMBLE_SLOTS:-2}" env ENSEMBLE_SLOTS_HELD="${ENSEMBLE_SLOTS:-2}" \
+    "$(readlink -f "$0")" "$@"
 else
   jobs=$(nproc)
 fi
