@@ -306,8 +306,7 @@ TEST_CASE("stress: reconnect under traffic, the daemon killed and restarted twic
   }
   test_support::TempDir dir;
   const auto socket = (dir / "api.sock").string();
-  const std::vector<std::string> args{"--api-socket", socket, "--data-dir", (dir / "data").string(),
-                                      "--loopback-dir", (dir / "rdv").string()};
+  const auto args = test_support::restartable_daemon_args(dir.path());
   auto daemon = std::make_unique<test_support::LoopbackdProcess>(args);
 
   // Two services chat to each other from two threads each, through every kill and restart.

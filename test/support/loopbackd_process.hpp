@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
@@ -20,6 +21,14 @@
 namespace test_support {
 
 inline bool have_loopbackd() { return std::getenv("ENSEMBLE_LOOPBACKD") != nullptr; }
+
+// The arguments of a daemon in `dir` that a test kills and starts again: the same socket
+// (dir/api.sock), and a data directory so that every start has the same node and service
+// keys, so the same addresses.
+inline std::vector<std::string> restartable_daemon_args(const std::filesystem::path& dir) {
+  return {"--api-socket", (dir / "api.sock").string(), "--data-dir", (dir / "data").string(),
+          "--loopback-dir", (dir / "rdv").string()};
+}
 
 class LoopbackdProcess {
  public:
