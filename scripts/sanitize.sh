@@ -14,7 +14,7 @@
 # TSan: Debian's gRPC and abseil are not instrumented, and TSan cannot see the ordering gRPC
 # makes with them (it would report thousands of races gRPC in fact orders). So the first tsan
 # run builds both from Debian's own source packages with -fsanitize=thread into a cache outside
-# the tree (scripts/tsan-deps.sh: about 8 minutes of two compilers, once per version), links
+# the tree (scripts/tsan-deps.sh: 20 minutes of one compiler, once per version), links
 # build-tsan/ against it, and fails unless the test programs load those libraries rather than
 # the system's. test/sanitizers/tsan.supp holds only the reports shown to be false positives.
 #

@@ -12,8 +12,8 @@
 # The cache: ${XDG_CACHE_HOME:-$HOME/.cache}/ensemble-cpp/tsan-<abseil>-<grpc>-<compiler>.
 # Reused by every later run (and by any checkout on the same machine); a new abseil or gRPC
 # package, or a new compiler, is a new directory and so a rebuild. Only the grpc++ library and
-# what it links are built (gpr, grpc, upb, address_sorting, and all of abseil): about 8
-# minutes of two compilers. The source packages come from deb-src entries derived from the
+# what it links are built (gpr, grpc, upb, address_sorting, and all of abseil): 20 minutes
+# of one compiler (abseil 3, gRPC 16), 54 MB installed. The source packages come from deb-src entries derived from the
 # machine's own apt sources, in a private apt configuration under the cache: nothing in
 # /etc/apt changes.
 #
