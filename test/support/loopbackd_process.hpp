@@ -5,7 +5,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -37,7 +36,6 @@ class LoopbackdProcess {
     REQUIRE(exe != nullptr);
     int out[2];
     REQUIRE(::pipe(out) == 0);
-    const auto t0 = std::chrono::steady_clock::now();
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
@@ -70,7 +68,6 @@ class LoopbackdProcess {
       }
     }
     std::fclose(f);
-    startup_ = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
     REQUIRE(!ready_.empty());
   }
 
@@ -99,14 +96,12 @@ class LoopbackdProcess {
     auto it = tokens_.find(name);
     return it == tokens_.end() ? std::string() : it->second;
   }
-  std::chrono::milliseconds startup() const { return startup_; }
   pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;
   std::map<std::string, std::string> ready_;
   std::map<std::string, std::string> tokens_;
-  std::chrono::milliseconds startup_{};
 };
 
 }  // namespace test_support
