@@ -611,7 +611,7 @@ TEST_CASE("ensemble-loopbackd: two processes sharing a directory chat both ways"
     REQUIRE(call(*s, &api::EnsembleService::Stub::GetStatus, api::GetStatusRequest{}, &status).ok());
     CHECK(status.tor_state() == "ready");
   }
-  Stream bot(*s1, 20s, one.token("bot"));
+  Stream bot(*s1, 60s, one.token("bot"));
   Stream peer(*s2);
   const std::string bot_addr = bot.register_as(manifest("bot"));
   const std::string peer_addr = peer.register_as(manifest("peer"));
