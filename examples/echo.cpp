@@ -12,9 +12,9 @@
 
 #include <ensemble/ensemble.hpp>
 
-#include <atomic>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -41,39 +41,36 @@ std::shared_ptr<ensemble::ChatService> make_echo(ensemble::Client& client, const
   options.wait_for_daemon = s.reconnect;
 
   auto echo = client.service(s.name, options);
-  // A raw pointer, not the shared_ptr: a handler holding the shared_ptr would keep its own
-  // service alive (the service would then only end with its Client).
-  ensemble::ChatService* bot = echo.get();
-
-  echo->on_chat([bot](const ensemble::ChatMessage& m) {
+  // Each handler is given the service it belongs to (`self`), so it needs no pointer to it
+  // (capturing the shared_ptr would be a cycle: the service would only end with its Client).
+  echo->on_chat([](ensemble::ChatService& self, const ensemble::ChatMessage& m) {
     say("echo: chat from ", short_addr(m.from_addr), ": ", m.text);
-    bot->send_message(m.from_addr, "echo: " + m.text);
+    self.send_message(m.from_addr, "echo: " + m.text);
   });
-  echo->on_connection_request([bot, accept = s.accept](const ensemble::ConnectionRequest& r) {
+  echo->on_connection_request([accept = s.accept](ensemble::ChatService& self, const ensemble::ConnectionRequest& r) {
     if (accept) {
-      bot->accept_connection(r.request_id);
+      self.accept_connection(r.request_id);
       say("echo: accepted connection request ", r.request_id);
     } else {
-      bot->reject_connection(r.request_id, "echo takes no connections; just send a chat");
+      self.reject_connection(r.request_id, "echo takes no connections; just send a chat");
       say("echo: rejected connection request ", r.request_id);
     }
   });
   echo->on_error([](const ensemble::ServiceError& e) { say("echo: daemon says: ", e.message); });
   // Only --reconnect ever passes through `reconnecting`: while start() waits for a daemon
   // that is not ready yet (no address so far), and after losing a registered one. The
-  // address stays the same after that: the daemon keeps the keypair of a name.
-  auto lost = std::make_shared<std::atomic<bool>>(false);
-  auto waiting = std::make_shared<std::atomic<bool>>(false);
-  echo->on_state([bot, lost, waiting](ensemble::ServiceState state) {
+  // address stays the same after that: the daemon keeps the keypair of a name. Turns never
+  // overlap here, so the handler's own state needs no lock.
+  echo->on_state([lost = false, waiting = false](ensemble::ChatService& self, ensemble::ServiceState state) mutable {
     if (state == ensemble::ServiceState::reconnecting) {
-      if (bot->address().empty()) {
-        if (!waiting->exchange(true)) say("echo: the daemon is not ready yet; waiting for it");
+      if (self.address().empty()) {
+        if (!std::exchange(waiting, true)) say("echo: the daemon is not ready yet; waiting for it");
         return;
       }
-      *lost = true;
+      lost = true;
       say("echo: lost the daemon; registering again");
-    } else if (state == ensemble::ServiceState::registered && lost->exchange(false)) {
-      say("echo: registered again as ", bot->address());
+    } else if (state == ensemble::ServiceState::registered && std::exchange(lost, false)) {
+      say("echo: registered again as ", self.address());
     }
   });
   return echo;

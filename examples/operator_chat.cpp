@@ -15,7 +15,6 @@
 #include "common/demo.hpp"
 #include "common/output.hpp"
 #include "common/run.hpp"
-#include "common/signals.hpp"
 
 #include <ensemble/ensemble.hpp>
 
@@ -23,6 +22,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -94,7 +94,8 @@ class Replies {
 int chat_as_operator(ensemble::Client& client, const std::string& peer,
                      const std::vector<std::string>& messages, std::chrono::milliseconds wait) {
   Replies replies(peer);
-  examples::OnSignal on_signal([&](int) { replies.stop(); });
+  ensemble::SignalStop stop;  // Ctrl-C / SIGTERM stop the wait for replies
+  std::stop_callback on_stop(stop.token(), [&replies] { replies.stop(); });
 
   // Subscribe before dialling and sending. The daemon confirms a subscription only with its
   // first event, so the proof that it is live is an event we cause ourselves: the dial's

@@ -11,6 +11,7 @@
 
 #include <array>
 #include <chrono>
+#include <csignal>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -22,6 +23,7 @@
 #include <mutex>
 #include <ostream>
 #include <sstream>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -131,20 +133,25 @@ std::string expensive_answer(const std::string& question) {
   return "answer to " + question;
 }
 
-void slow_bot(ensemble::Client& client, std::chrono::milliseconds run_for) {
-  auto bot = client.service("slow-bot");
-  WorkQueue work;  // declared after the service: destroyed first, so no job outlives it
-  ensemble::ChatService* self = bot.get();
-  bot->on_chat([self, &work](const ensemble::ChatMessage& m) {
-    work.push([self, m] { self->send_message(m.from_addr, expensive_answer(m.text)); });
+// README: "Slow handlers and shutdown": turns of different peers at the same time (up to 8),
+// each peer's in order, and a stop that drains them.
+int slow_turns_bot(ensemble::Client& client, std::stop_token stop) {
+  ensemble::ThreadPool pool(8);  // eight threads of yours for turns that take their time
+  auto bot = client.service("slow-bot", {.executor = pool.executor(), .max_turns_in_flight = 8});
+  bot->on_chat([](ensemble::ChatService& self, const ensemble::ChatMessage& m) {
+    self.send_message(m.from_addr, expensive_answer(m.text));  // other peers go on meanwhile
   });
-  bot->on_unknown([](const ensemble::UnknownEvent& e) {
-    std::cerr << "skipped a \"" << e.type << "\" event " << e.problem << "\n";
-  });
-  bot->start();
-  std::this_thread::sleep_for(run_for);
-  bot->close();  // no handler runs after wait() returns, so the queue can go first
-  bot->wait();
+  bot->stop_on(stop, std::chrono::seconds(10));  // drain: finish, answer the queue for 10 s, close
+  bot->start();  // throws RegistrationError (CANCELLED) if the stop comes first
+  return bot->wait().ok() ? 0 : 1;  // OK once drained and closed
+}
+
+// README: "Slow handlers and shutdown": the main of such a bot, stopped by Ctrl-C or SIGTERM
+// at any moment (before the daemon answers, while registering, with turns in flight).
+int slow_bot_main() {
+  ensemble::SignalStop stop;  // from here on SIGINT / SIGTERM request the stop
+  auto client = ensemble::Client::from_env();
+  return slow_turns_bot(client, stop.token());
 }
 
 // README: "Threading and lifetimes": every handler on a thread of your own (an event loop,
@@ -153,9 +160,8 @@ void bot_on_my_thread(ensemble::Client& client, WorkQueue& loop, std::chrono::mi
   ensemble::ServiceOptions options;
   options.executor = [&loop](std::function<void()> task) { loop.push(std::move(task)); };
   auto bot = client.service("loop-bot", options);  // `loop` outlives the service
-  ensemble::ChatService* self = bot.get();
-  bot->on_chat([self](const ensemble::ChatMessage& m) {  // on the loop's thread, in order
-    self->send_message(m.from_addr, expensive_answer(m.text));
+  bot->on_chat([](ensemble::ChatService& self, const ensemble::ChatMessage& m) {  // on the loop's thread
+    self.send_message(m.from_addr, expensive_answer(m.text));
   });
   bot->on_events_dropped([](std::uint64_t n) { std::cerr << n << " events lost: queue full\n"; });
   bot->start();
@@ -314,15 +320,26 @@ int main() {
 
     ensemble::Client client(options);
 
-    // slow_bot: three chats from a synthetic peer, each answered from the work queue.
+    // slow_bot_main: chats from three peers at once, then a real SIGTERM to this process;
+    // the bot drains and its main returns 0.
     std::thread driver([&] {
       if (!daemon.wait_registered("slow-bot", std::chrono::seconds(5))) return;
-      for (int i = 0; i < 3; ++i) daemon.inject_chat("slow-bot", daemon.node_address(), "q" + std::to_string(i));
+      for (std::uint8_t p = 1; p <= 3; ++p) {
+        std::array<std::uint8_t, 32> key{};
+        key.fill(p);
+        for (int i = 0; i < 4; ++i) daemon.inject_chat("slow-bot", ensemble::address_from_public_key(key), "q" + std::to_string(i));
+      }
+      daemon.wait_for_actions("slow-bot", 3, std::chrono::seconds(5));
+      std::raise(SIGTERM);
     });
-    snippets::slow_bot(client, std::chrono::milliseconds(800));
+    ::setenv("ENSEMBLE_SERVICE_TOKEN", daemon.mint_token("slow-bot").c_str(), 1);  // from_env: supervised
+    const int slow_status = snippets::slow_bot_main();
     driver.join();
-    if (daemon.action_count("slow-bot") != 3) throw std::runtime_error("slow_bot answered " + std::to_string(daemon.action_count("slow-bot")) + " of 3");
-    say("ok: slow_bot answered 3 chats from its work queue");
+    if (slow_status != 0 || daemon.action_count("slow-bot") < 3) {
+      throw std::runtime_error("slow_bot_main returned " + std::to_string(slow_status) + " after " +
+                               std::to_string(daemon.action_count("slow-bot")) + " answers");
+    }
+    say("ok: slow_bot_main answered ", daemon.action_count("slow-bot"), " chats and drained on SIGTERM");
 
     {
       snippets::WorkQueue loop;

@@ -215,7 +215,7 @@ TEST_CASE("wait() from the service's own handlers throws instead of hanging") {
   REQUIRE(refusals.size() == 4);  // on_state(registering) runs inside start(), on this thread
   for (const auto& r : refusals) {
     CAPTURE(r);
-    CHECK_THAT(r, Catch::Contains("called from inside a handler of service \"self-wait\""));
+    CHECK_THAT(r, Catch::Contains("called from inside a callback of service \"self-wait\""));
   }
 }
 

@@ -4,13 +4,13 @@
 
 #include "cli.hpp"
 #include "output.hpp"
-#include "signals.hpp"
 
 #include <ensemble/ensemble.hpp>
 
-#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 
@@ -39,20 +39,26 @@ inline ensemble::Client make_client(const Cli& cli) {
 }
 
 // Registers `service` (its handlers already installed) and runs it until Ctrl-C / SIGTERM
-// asks for a graceful close (exit 0) or the daemon ends the stream (exit 1). The signal
-// handler only wakes a thread (signals.hpp); that thread calls close(), which still writes
-// the replies already queued before the daemon ends the stream and wait() returns.
-inline int serve(ensemble::Service& service, const std::string& who) {
-  std::atomic<bool> stopping{false};
-  OnSignal on_signal([&](int signal) {
-    say(who, ": ", ::strsignal(signal), "; closing");
-    stopping = true;
-    service.close();
-  });
-  service.start();  // throws ensemble::RegistrationError when the daemon refuses
+// (exit 0) or until the daemon ends the stream (exit 1). A signal drains the service at
+// whatever point it has reached (ensemble::SignalStop + Service::stop_on): while start()
+// still waits for the daemon, start() gives up at once; registered, the turns in flight
+// finish and their replies are written (up to `grace` for events already queued) before the
+// stream closes and wait() returns.
+inline int serve(ensemble::Service& service, const std::string& who,
+                 std::chrono::milliseconds grace = std::chrono::seconds(10)) {
+  ensemble::SignalStop stop;
+  std::stop_callback announce(stop.token(), [&] { say(who, ": ", ::strsignal(stop.signal()), "; draining"); });
+  service.stop_on(stop.token(), grace);
+  try {
+    service.start();
+  } catch (const ensemble::RegistrationError&) {
+    if (!stop.token().stop_requested()) throw;  // the daemon refused us: exit 1
+    say(who, ": stopped before registering");
+    return kExitOk;
+  }
   say(who, ": registered as ", service.address(), " (onion ", service.onion(), ")");
   const grpc::Status end = service.wait();
-  if (stopping) {
+  if (stop.token().stop_requested() && end.ok()) {
     say(who, ": closed");
     return kExitOk;
   }

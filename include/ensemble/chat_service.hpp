@@ -7,11 +7,11 @@
 
 namespace ensemble {
 
-class ChatService final : public Service {
+class ChatService final : public ServiceOf<ChatService> {
  public:
   ChatService(detail::ServiceKey, std::shared_ptr<detail::Connection> conn, std::string name,
               ServiceOptions options)
-      : Service(std::move(conn), std::move(name), Transport::chat, std::move(options)) {}
+      : ServiceOf(std::move(conn), std::move(name), Transport::chat, std::move(options)) {}
 
  private:
   // Owned only through the shared_ptr from Client: never on the stack, never deleted by hand.
@@ -20,11 +20,11 @@ class ChatService final : public Service {
 
 // The daemon serves HTTP-transport services itself (e.g. its built-in UI). The real daemon
 // refuses them in loopback mode.
-class HttpService final : public Service {
+class HttpService final : public ServiceOf<HttpService> {
  public:
   HttpService(detail::ServiceKey, std::shared_ptr<detail::Connection> conn, std::string name,
               ServiceOptions options)
-      : Service(std::move(conn), std::move(name), Transport::http, std::move(options)) {}
+      : ServiceOf(std::move(conn), std::move(name), Transport::http, std::move(options)) {}
 
  private:
   ~HttpService() override = default;

@@ -18,5 +18,7 @@
 #include <ensemble/rpc_service.hpp>
 #include <ensemble/service.hpp>
 #include <ensemble/service_options.hpp>
+#include <ensemble/signals.hpp>
 #include <ensemble/spawn.hpp>
+#include <ensemble/thread_pool.hpp>
 #include <ensemble/version.hpp>

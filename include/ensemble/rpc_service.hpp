@@ -8,15 +8,17 @@
 
 namespace ensemble {
 
-class RpcService final : public Service {
+class RpcService final : public ServiceOf<RpcService> {
  public:
   RpcService(detail::ServiceKey, std::shared_ptr<detail::Connection> conn, std::string name,
              ServiceOptions options)
-      : Service(std::move(conn), std::move(name), Transport::rpc, std::move(options)) {}
+      : ServiceOf(std::move(conn), std::move(name), Transport::rpc, std::move(options)) {}
 
-  // Inbound bytes. Same threading contract as every handler (see service.hpp).
-  RpcService& on_rpc(std::function<void(const RpcMessage&)> handler) {
-    install(rpc_handler_, std::move(handler), "on_rpc");
+  // Inbound bytes: void(const RpcMessage&) or void(RpcService&, const RpcMessage&). Same
+  // threading contract as every handler (see service.hpp).
+  template <class F>
+  RpcService& on_rpc(F&& handler) {
+    install(rpc_handler_, bind<const RpcMessage&>(std::forward<F>(handler)), "on_rpc");
     return *this;
   }
 

@@ -1,20 +1,38 @@
 // Service: one registered service, one RegisterService stream, as a gRPC callback reactor.
 //
 // Where things are:
-//   - the read loop ........ OnReadDone(): queue one decoded event, StartRead again, drain
-//   - read-ahead queue ..... detail/event_queue.hpp: bounded, drop-oldest, one drainer
-//   - handler dispatch ..... deliver(): queued event -> the handler you installed
+//   - the read loop ........ OnReadDone(): decode one message, queue it, StartRead again
+//   - turns ................ detail/turn_queue.hpp: read-ahead (bounded, drop-oldest, counted),
+//                            per-peer order, the in-flight cap, where each callback runs
+//   - handler dispatch ..... deliver(): a queued event -> the handler you installed
 //   - the write queue ...... enqueue() / OnWriteDone(): one StartWrite in flight, rest queued
-//   - the one ending ....... OnDone() -> finish(): unsent actions reported, wait() released
+//   - stopping ............. close() / drain() / cancel() / stop_on()
+//   - the one ending ....... OnDone() -> finish() -> the last turn, end(): wait() released
 //
-// Threading contract
-//   - Handlers run one at a time per service, in the daemon's order: on gRPC's threads by
-//     default, or as tasks on ServiceOptions::executor. While they run the service keeps
-//     reading into a bounded queue (ServiceOptions::event_queue_capacity); when that is
-//     full the OLDEST queued event is dropped, counted (stats().events_dropped) and
-//     reported to on_events_dropped. Without an executor a handler that blocks still holds
-//     one gRPC thread; with one, reading goes on regardless.
-//   - A service started with no event handler is read with next_event() instead (pull mode).
+// Where callbacks run (one rule for every callback: the event handlers, on_state, on_unsent,
+// on_events_dropped, on_error, on_unknown, on_closed and on_handler_exception)
+//   - Every callback is a turn. Turns run on ServiceOptions::executor when it is set;
+//     otherwise on the thread that made them ready: a gRPC thread for everything the stream
+//     does, your own thread for start()'s first `registering` and for the end of a service
+//     that never opened a stream (close() or cancel() before start()).
+//   - Turns of one service never overlap and run in the order they arose (the daemon's
+//     order for events), with one exception: with ServiceOptions::max_turns_in_flight N > 1,
+//     events from different peers (ChatMessage::from_addr and the like) run at the same
+//     time, up to N. One peer's turns still run one at a time, in order.
+//   - Callbacks with no peer (on_state, on_unsent, on_events_dropped, on_closed, errors and
+//     unknown events without a peer) run alone: after every turn that arose before them has
+//     returned, and before any turn that arose after them starts. So `reconnecting` comes
+//     after the chats read before the stream was lost, and on_closed is the very last turn.
+//   - on_handler_exception runs inside the turn whose handler threw, on its thread.
+//   - The end is where the executor stops counting: once the service ends no new turn
+//     starts, the turns running are waited for, and what is left (queued notices, then
+//     on_state(closed) and on_closed, the last turn) runs on the thread that ends the
+//     service, so that a busy, paused or stopped executor cannot hold the end up.
+//   - While turns run the service keeps reading into a bounded queue
+//     (ServiceOptions::event_queue_capacity); when full the OLDEST queued event is dropped,
+//     counted (stats().events_dropped) and reported to on_events_dropped.
+//   - A service started with no event handler is read with next_event() instead (pull mode);
+//     its other callbacks still run as turns.
 //   - Actions (send_message, accept_connection, ...) may be called from any thread, any
 //     number at once, including from inside a handler. They never block on the network:
 //     each is queued in call order and written one at a time. An action on a service that
@@ -24,26 +42,26 @@
 //     when the stream ended is reported to on_unsent().
 //   - Handlers must be installed before start(); installing one later throws, so no event
 //     can arrive with nobody to take it.
-//   - wait() / wait_for() throw Error from inside this service's own handlers (the end
-//     cannot come while one runs) and before start() (nothing would end it).
+//   - wait() / wait_for() throw Error from inside any turn of this service (the end cannot
+//     come while one runs) and before start() (nothing would end it).
 //
 // Lifetime contract
 //   - Client::service() and friends return a std::shared_ptr. When the last copy goes, the
-//     stream is cancelled and, unless that happens on a gRPC callback thread (inside a
-//     handler), the release waits until the stream has fully ended. The ending calls
-//     (wait() returning, that release, ~Client) return only after every handler has run
-//     for the last time AND been destroyed: what the handlers capture may be freed next.
-//     Releasing from inside a handler is safe too; it just does not wait.
-//   - The release waits for a running handler: do not release while holding a lock that a
+//     stream is cancelled and, unless that happens inside a turn, the release waits until the
+//     service has fully ended. The ending calls (wait() returning, that release, ~Client)
+//     return only after the last turn has run AND every handler, the executor and the stop
+//     callbacks have been destroyed: what they capture may be freed next. Releasing from
+//     inside a turn is safe too; it just does not wait.
+//   - The release waits for running turns: do not release while holding a lock that a
 //     handler takes (move the shared_ptr out under the lock, release it after unlocking).
-//   - Events still queued when the service is cancelled or released are discarded
-//     (stats().events_discarded). With an executor, a handler running on it when the service
-//     ends is waited for; a drain task it has not run yet holds only the queue and does
-//     nothing when it runs. The executor itself must outlive the service.
-//   - Do not capture the shared_ptr in the service's own handlers (that is a cycle: the
-//     service would only end with its Client). Capture a raw pointer or reference.
-//   - Timers (the registration deadline of every attempt, the reconnect backoff) are gRPC
-//     alarms: the library starts no thread of its own.
+//   - Events still queued when the service is cancelled, released or ends are discarded
+//     (stats().events_discarded), except that drain() delivers them first, up to its grace.
+//     The executor must outlive the service (every task it accepts must run).
+//   - Do not capture the shared_ptr in the service's own handlers (a cycle: the service would
+//     only end with its Client). Take the service as the handler's first parameter instead
+//     (`on_chat([](ChatService& self, const ChatMessage& m) {...})`), or capture a raw pointer.
+//   - Timers (the registration deadline of every attempt, the reconnect backoff, a drain's
+//     grace) are gRPC alarms: the library starts no thread of its own.
 #pragma once
 
 #include <ensemble/address.hpp>
@@ -51,8 +69,9 @@
 #include <ensemble/client_options.hpp>
 #include <ensemble/detail/callback_thread.hpp>
 #include <ensemble/detail/connection.hpp>
+#include <ensemble/detail/deadline.hpp>
 #include <ensemble/detail/dispatch.hpp>
-#include <ensemble/detail/event_queue.hpp>
+#include <ensemble/detail/turn_queue.hpp>
 #include <ensemble/detail/unary.hpp>
 #include <ensemble/detail/wire_check.hpp>
 #include <ensemble/errors.hpp>
@@ -77,6 +96,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -102,16 +122,20 @@ enum class ServiceState {
 //     daemon acknowledges nothing, and if it goes away, written actions may never reach it.
 //   actions_unsent: provably never left (still queued when the stream ended, or its write
 //     failed); each was reported to on_unsent.
-// Likewise every event read off the stream ends up delivered (to a handler or next_event),
-// in events_dropped (the read-ahead queue was full; reported to on_events_dropped), in
-// events_discarded (still queued when the service was cancelled or ended with handlers), or
-// is still queued.
+// Likewise every event read off the stream (ServiceEvent or a daemon error on the open
+// stream) is counted in events_received and ends up in exactly one of events_delivered (handed
+// to a handler or returned by next_event), events_dropped (the read-ahead queue was full;
+// reported to on_events_dropped), events_discarded (cancelled, ended or drained before it was
+// delivered) or events_queued(): received = delivered + dropped + discarded + queued, at
+// every moment (the four are read together).
 struct ServiceStats {
   std::uint64_t events_received = 0;
   std::uint64_t actions_written = 0;
   std::uint64_t actions_unsent = 0;
   std::uint64_t events_dropped = 0;
   std::uint64_t events_discarded = 0;
+  std::uint64_t events_delivered = 0;
+  std::uint64_t events_queued = 0;
 };
 
 // An action that was accepted by send_message() & co. but provably never left: it was still
@@ -137,6 +161,10 @@ class ServiceKey {
   ServiceKey() = default;
   template <class> friend class ensemble::BasicClient;
 };
+
+// The reason a drain gives when it answers a connection request it will not handle: the
+// daemon's own words for a request whose service stream closed (daemon-protocol.md §5).
+inline constexpr std::string_view kStreamClosedReason = "service stream closed";
 }  // namespace detail
 
 // The reactor is a private base: gRPC drives it, while StartWrite, AddHold, StartCall and
@@ -148,12 +176,15 @@ class ServiceKey {
 // that starts a service: see <ensemble/separate_compilation.hpp>.
 template <class Unused = void>
 class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::ServiceServerMessage>,
-                     private detail::LiveCall {
+                     private detail::LiveCall,
+                     private detail::TurnSink {
  public:
   BasicService(const BasicService&) = delete;
   BasicService& operator=(const BasicService&) = delete;
 
   // ---- Handlers: install before start(). Each replaces any earlier one of its kind. ----
+  // (ChatService, RpcService and HttpService add a second form of each, whose handler also
+  // receives the service: see ServiceOf below.)
   BasicService& on_chat(std::function<void(const ChatMessage&)> handler) {
     return install(chat_handler_, std::move(handler), "on_chat");
   }
@@ -179,18 +210,19 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     return install(state_handler_, std::move(handler), "on_state");
   }
   // The final status, once, when the service has ended for good (also returned by wait()).
+  // The last turn of the service.
   BasicService& on_closed(std::function<void(const grpc::Status&)> handler) {
     return install(closed_handler_, std::move(handler), "on_closed");
   }
   // Events the read-ahead queue dropped because it was full (ServiceOptions::
   // event_queue_capacity), oldest first; `count` covers every drop since the last call. Runs
-  // like the other handlers, in order, before the next event that was kept. (In pull mode
-  // the report is an EventsDropped in next_event()'s sequence instead.)
+  // alone, before the next event that was kept. (In pull mode the report is an
+  // EventsDropped in next_event()'s sequence instead.)
   BasicService& on_events_dropped(std::function<void(std::uint64_t count)> handler) {
     return install(dropped_handler_, std::move(handler), "on_events_dropped");
   }
-  // An exception that escaped one of your handlers. Without this handler it is printed to
-  // stderr; either way the stream goes on.
+  // An exception that escaped one of your callbacks, inside the same turn. Without this
+  // handler it goes to the log sink (log.hpp); either way the stream goes on.
   BasicService& on_handler_exception(std::function<void(std::exception_ptr)> handler) {
     return install(exception_handler_, std::move(handler), "on_handler_exception");
   }
@@ -202,14 +234,16 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   // UNAVAILABLE, UNIMPLEMENTED, or DEADLINE_EXCEEDED after ServiceOptions::registration_timeout).
   // With ServiceOptions::wait_for_daemon it waits through a daemon that is not up yet
   // (UNAVAILABLE) or still bootstrapping Tor (UNIMPLEMENTED), registering again with the
-  // ReconnectPolicy's backoff; cancel() from another thread gives up (CANCELLED). A failed
-  // start() leaves the service ended (wait() returns the status). Throws Error when it was
-  // already started, ServiceClosedError when it was cancelled or closed before start() or
-  // its Client has been destroyed.
+  // ReconnectPolicy's backoff. close(), drain(), cancel() or a stop_on() token from another
+  // thread end it at once, without the daemon (RegistrationError CANCELLED). A failed start()
+  // leaves the service ended (wait() returns the status). Throws Error when it was already
+  // started, ServiceClosedError when it was cancelled or closed before start() or its Client
+  // has been destroyed.
   void start() { start_async().get(); }
 
   // The same without blocking: the future becomes ready at `registered`, or holds the
-  // RegistrationError. The registration deadline applies as for start().
+  // RegistrationError. The registration deadline applies as for start(). (With an executor,
+  // the on_state(registered) turn may still be on its way when the future is ready.)
   std::future<void> start_async() {
     std::future<void> registered;
     std::uint64_t attempt = 0;
@@ -222,8 +256,10 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
       if (state_ != ServiceState::idle) throw Error("service \"" + name_ + "\" was already started");
       registration_ = std::promise<void>();
       registered = registration_->get_future();
-      refs_.fetch_add(1, std::memory_order_relaxed);  // held by the stream until finish()
-      start_event_queue_locked();
+      refs_.fetch_add(1, std::memory_order_relaxed);  // held by the stream until the end
+      started_ = true;
+      queue_->set_pull(!chat_handler_ && !connection_handler_ && !introduction_handler_ &&
+                       !unknown_handler_ && !error_handler_ && !rpc_handler_);
       attempt = prepare_attempt_locked();
     }
     // Outside mu_: CallRegistry::close_and_cancel_all() holds the registry lock while it
@@ -240,12 +276,7 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
                          /*stream_reference=*/true);
       throw ServiceClosedError("service \"" + name_ + "\" cannot start: its Client was destroyed");
     }
-    {
-      // The handler runs on this thread before the stream exists: marked as the service's
-      // own, so a wait() inside it throws rather than waiting for a start that is behind it.
-      detail::CallbackScope scope(this);
-      notify_state(ServiceState::registering);
-    }
+    notify_state(ServiceState::registering);
     start_attempt(attempt);
     return registered;
   }
@@ -342,42 +373,49 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   }
 
   ServiceStats stats() const {
-    return {events_received_.load(std::memory_order_acquire),
+    const auto counts = queue_->counts();
+    return {counts.received,
             actions_written_.load(std::memory_order_relaxed),
-            actions_unsent_.load(std::memory_order_relaxed), events_->dropped(),
-            events_->discarded()};
+            actions_unsent_.load(std::memory_order_relaxed),
+            counts.dropped,
+            counts.discarded,
+            counts.delivered,
+            counts.queued};
   }
 
   // Events read ahead and not yet handed to a handler or to next_event().
-  std::size_t events_queued() const { return events_->size(); }
+  std::size_t events_queued() const { return queue_->size(); }
 
   // ---- Pull mode: read the service as a sequence ----
   //
   // A service started with no event handler installed (on_chat, on_connection_request,
   // on_peer_introduction, on_unknown, on_error, on_rpc) is in pull mode: every event, daemon
   // error and loss report waits in the read-ahead queue for this call, in the daemon's
-  // order. Returns the next one, or std::nullopt when none came within `timeout`. Once the
-  // service has ended for good and the queue is empty it throws ServiceClosedError (events
-  // read before the end are still returned first). Any thread; several callers share the
-  // sequence. With an event handler installed the service is in handler mode and this
-  // throws Error: events go to the handlers, never to two places.
+  // order. Returns the next one, or std::nullopt when none came within `timeout` (0: do not
+  // wait; a timeout too long for the clock waits without limit). Once the service has ended
+  // for good and the queue is empty it throws ServiceClosedError (events read before the end
+  // are still returned first; cancel() discards them). Any thread; several callers share the
+  // sequence. A thread that got an event holds it as a turn until it calls next_event()
+  // again: what drain() waits for. With an event handler installed the service is in
+  // handler mode and this throws Error: events go to the handlers, never to two places.
   std::optional<InboundEvent> next_event(std::chrono::milliseconds timeout) {
     {
       std::lock_guard lock(mu_);
-      if (state_ == ServiceState::idle) {
-        throw ServiceClosedError("next_event: service \"" + name_ + "\" is not started");
+      if (!started_) {
+        throw ServiceClosedError("next_event: service \"" + name_ + "\" " +
+                                 (state_ == ServiceState::closed ? "was closed before start()" : "is not started"));
       }
     }
-    if (!events_->pull()) {
+    if (!queue_->pull()) {
       throw Error("next_event: service \"" + name_ +
                   "\" has event handlers installed, so its events go to them; pull mode is for "
                   "services started without any");
     }
     std::optional<InboundEvent> event;
-    switch (events_->next(timeout, event)) {
-      case detail::EventQueue::Pull::event: return event;
-      case detail::EventQueue::Pull::timeout: return std::nullopt;
-      case detail::EventQueue::Pull::ended: break;
+    switch (queue_->next(timeout, event)) {
+      case detail::TurnQueue::Pull::event: return event;
+      case detail::TurnQueue::Pull::timeout: return std::nullopt;
+      case detail::TurnQueue::Pull::ended: break;
     }
     throw ServiceClosedError("next_event: service \"" + name_ + "\" has ended and its events were all taken");
   }
@@ -393,53 +431,84 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   // went to on_unsent).
   bool flush(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mu_);
-    return changed_.wait_for(lock, timeout, [&] { return !write_in_flight_ && pending_.empty(); }) &&
+    return wait_up_to(lock, timeout, [&] { return !write_in_flight_ && pending_.empty(); }) &&
            accepting_locked();
   }
 
   // ---- Ending ----
+  //
+  // Three ways, all from any thread, at any moment, each returning at once (wait() for the
+  // end). None needs the daemon to answer while the service is not registered yet:
+  // registering, or waiting for the daemon between attempts, any of them ends the attempt
+  // now and start() throws RegistrationError CANCELLED.
 
-  // Graceful: already-queued actions are still written, then the stream is half-closed and
-  // the daemon ends it. New actions throw from now on. Returns at once; wait() for the end.
-  // Before start(): ends the service without opening a stream (wait() returns OK, on_closed
-  // runs on this thread, start() throws ServiceClosedError).
-  void close() {
-    bool never_started = false;
-    bool start_writes_done = false;
-    bool stop_backoff = false;
+  // Graceful: actions already queued are still written, then the stream is half-closed and
+  // the daemon ends it; wait() returns OK. New actions throw from now on, including replies
+  // of turns still running (drain() lets them finish first). Before start(): ends the
+  // service without opening a stream (on_closed runs as the last turn, start() throws
+  // ServiceClosedError).
+  void close() { close_stream(/*graceful=*/true); }
+
+  // Graceful, for a bot with turns in flight: no new event is taken from now on (each is
+  // counted in events_discarded; a connection request among them is rejected with the
+  // daemon's own reason, "service stream closed"); turns already running finish and their
+  // replies are written; events already queued are still delivered (handler mode) or
+  // returned by next_event() (pull mode) until `grace` has passed, then discarded the same
+  // way. Once nothing is queued or in flight the service closes as close() does and wait()
+  // returns OK. `grace` is in milliseconds: 0 discards the queue at once; a value too long
+  // for the clock means no deadline; negative is an InvalidArgumentError. Not registered
+  // (yet): the same as close(). A second drain() or a close() meanwhile keeps the earliest
+  // end. In pull mode a turn lasts from next_event() returning an event until the same
+  // thread calls next_event() again.
+  void drain(std::chrono::milliseconds grace) {
+    if (grace.count() < 0) {
+      throw InvalidArgumentError("drain: grace is negative (" + std::to_string(grace.count()) + " ms)");
+    }
+    bool start = false;
     {
       std::lock_guard lock(mu_);
-      if (state_ == ServiceState::idle) {
-        state_ = ServiceState::closed;  // start() refuses from now on
-        never_started = true;
-      } else {
-        user_closed_ = true;
-        stop_backoff = state_ == ServiceState::reconnecting;
-        if (attempt_active_ && !read_ended_ && !writes_done_started_) {
-          closing_ = true;
-          if (!write_in_flight_) start_writes_done = begin_writes_done_locked();
-        }
-      }
+      if (draining_ || user_closed_) return;  // already ending: the earliest end stands
+      start = state_ == ServiceState::registered && attempt_active_ && !read_ended_;
+      draining_ = start;
     }
-    if (never_started) {
-      end_without_stream(grpc::Status::OK, /*stream_reference=*/false);
+    if (!start) {
+      close();  // nothing to drain: not registered (yet)
       return;
     }
-    if (stop_backoff) cancel_backoff();  // the backoff sees user_closed_ and gives up
-    if (start_writes_done) StartWritesDone();
+    queue_->start_drain();
+    if (grace.count() == 0) {
+      queue_->expire_drain();
+    } else {
+      arm_drain_timer(grace);
+    }
   }
 
-  // Abrupt: cancels the stream now; queued actions are reported unsent. Before start():
-  // ends the service without opening a stream (wait() returns CANCELLED, on_closed runs on
-  // this thread, start() throws ServiceClosedError).
+  // Abrupt: cancels the stream now; queued actions are reported unsent, queued events are
+  // discarded (both modes), turns already running still finish. wait() returns CANCELLED.
+  // Before start(): ends the service without opening a stream (start() throws
+  // ServiceClosedError).
   void cancel() { cancel_call(); }
 
+  // Drains the service (drain(grace)) when `token` is stopped: the way to connect a
+  // SignalStop (signals.hpp) or any std::stop_source to the service, at any moment of its
+  // life: before start() (start() then throws ServiceClosedError), while start() waits,
+  // registered with turns in flight. A token already stopped drains at once. The stop
+  // callback runs on the thread that requests the stop; it is destroyed with the handlers.
+  void stop_on(std::stop_token token, std::chrono::milliseconds grace) {
+    if (grace.count() < 0) {
+      throw InvalidArgumentError("stop_on: grace is negative (" + std::to_string(grace.count()) + " ms)");
+    }
+    auto callback = std::make_unique<std::stop_callback<StopAction>>(std::move(token), StopAction{this, grace});
+    std::lock_guard lock(mu_);
+    if (!finished_) stop_callbacks_.push_back(std::move(callback));
+  }
+
   // Blocks until the service has ended for good and returns the final status (OK after a
-  // graceful close; CANCELLED after cancel() or ~Client; UNAVAILABLE when the daemon went
-  // away; the registration's status when start() failed). When it returns, no handler of
-  // this service runs again and every handler has been destroyed. Throws Error before
-  // start() (nothing would end it) and from inside this service's own handlers (the service
-  // cannot end while one of them runs: call close() or cancel() there and return).
+  // graceful close or drain; CANCELLED after cancel() or ~Client; UNAVAILABLE when the daemon
+  // went away; the registration's status when start() failed). When it returns, no callback
+  // of this service runs again and every handler has been destroyed. Throws Error before
+  // start() (nothing would end it) and from inside any turn of this service (the service
+  // cannot end while one runs: call close(), drain() or cancel() there and return).
   grpc::Status wait() {
     refuse_blocking("wait()");
     std::unique_lock lock(mu_);
@@ -452,7 +521,7 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   std::optional<grpc::Status> wait_for(std::chrono::milliseconds timeout) {
     refuse_blocking("wait_for()");
     std::unique_lock lock(mu_);
-    if (!changed_.wait_for(lock, timeout, [&] { return finished_; })) return std::nullopt;
+    if (!wait_up_to(lock, timeout, [&] { return finished_; })) return std::nullopt;
     return final_status_;
   }
 
@@ -464,7 +533,11 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
         transport_(transport),
         options_(std::move(options)),
         manifest_(detail::make_manifest(name_, transport_, options_)),
-        events_(std::make_shared<detail::EventQueue>(checked_capacity(options_), options_.event_queue_max_bytes)) {
+        queue_(std::make_shared<detail::TurnQueue>(
+            detail::TurnQueue::Limits{checked_capacity(options_), options_.event_queue_max_bytes,
+                                      options_.max_turns_in_flight},
+            std::exchange(options_.executor, nullptr), static_cast<detail::TurnSink*>(this),
+            static_cast<const void*>(this), name_)) {
     // The manifest goes out on every registration attempt: check it once, here, so a bad
     // description or allowlist entry fails at Client::service() rather than as a stream
     // the daemon ends.
@@ -555,53 +628,37 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
       if (release) RemoveHold();
       return;
     }
-    // Read ahead: decode into the queue and start the next read at once, then (handler mode,
-    // no drainer yet) drain here or on the executor. incoming_ is free for the next read
-    // because the queue holds decoded copies.
-    bool drain = false;
+    // Read ahead: decode into the queue and start the next read at once, then run what the
+    // queue says is ready (here, or on the executor), so that reading goes on while turns
+    // run. incoming_ is free for the next read because the queue holds decoded values.
+    bool launch = false;
     switch (incoming_.msg_case()) {
       case api::ServiceServerMessage::kRegistered: on_registered(); break;
       case api::ServiceServerMessage::kEvent:
-        drain = events_->push(std::visit([](auto&& e) -> InboundEvent { return std::move(e); },
-                                         decode_event(incoming_.event())));
-        // After the push, so that a reader who sees the count also sees the event queued.
-        events_received_.fetch_add(1, std::memory_order_release);
+        launch = accept(std::visit([](auto&& e) -> InboundEvent { return std::move(e); },
+                                   decode_event(incoming_.event())));
         break;
-      case api::ServiceServerMessage::kError: drain = on_daemon_error(); break;
+      case api::ServiceServerMessage::kError: launch = on_daemon_error(); break;
       case api::ServiceServerMessage::MSG_NOT_SET: break;  // a newer daemon's message kind
     }
     StartRead(&incoming_);
-    if (drain) start_drainer();
+    if (launch) queue_->launch();
   }
 
-  // ---- Handler dispatch (the drainer's sink; one call at a time, see event_queue.hpp) ----
-  void start_event_queue_locked() {
-    const bool pull = !chat_handler_ && !connection_handler_ && !introduction_handler_ &&
-                      !unknown_handler_ && !error_handler_ && !rpc_handler_;
-    events_->set_mode(pull, {[this](InboundEvent& event) { deliver(event); },
-                             [this](std::uint64_t n) { call(dropped_handler_, n); }});
-  }
-
-  // Without an executor the drainer runs right here, on the gRPC thread that read the event,
-  // after the next read has started (so reading goes on while it runs). With one, it is a
-  // task; the task holds the queue, not the service, and shut() keeps it from touching the
-  // service once the service has ended.
-  void start_drainer() {
-    if (!options_.executor) {
-      events_->drain();
-      return;
+  // Queues one event; true when the caller must launch the queue's runners. An event a drain
+  // refuses is answered here when it is a connection request.
+  bool accept(InboundEvent event) {
+    switch (queue_->push(event)) {
+      case detail::TurnQueue::Push::queued: return false;
+      case detail::TurnQueue::Push::launch: return true;
+      case detail::TurnQueue::Push::refused: break;
     }
-    try {
-      options_.executor([queue = events_] {
-        detail::CallbackScope scope;  // a handler releasing the service must not wait for itself
-        queue->drain();
-      });
-    } catch (...) {
-      events_->drain();  // the executor refused the task: deliver here rather than lose it
-    }
+    if (draining()) answer_unhandled(event);
+    return false;
   }
 
-  void deliver(InboundEvent& event) {
+  // ---- Turns (the queue's sink; see turn_queue.hpp for when and where each runs) ----
+  void deliver(InboundEvent& event) override {
     std::visit(
         [this](const auto& e) {
           using E = std::decay_t<decltype(e)>;
@@ -614,6 +671,31 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
                                    [this](const auto& handler, const auto& value) { this->call(handler, value); });
         },
         event);
+  }
+
+  void report_dropped(std::uint64_t count) override { call(dropped_handler_, count); }
+
+  void unhandled(std::vector<InboundEvent>& events) override {
+    for (auto& event : events) answer_unhandled(event);
+  }
+
+  // A drain is complete: close as close() does (the replies of the drained turns are queued
+  // before the half-close).
+  void drained() override {
+    disarm_drain_timer();
+    close_stream(/*graceful=*/true);
+  }
+
+  // The daemon rejects a pending connection request with these words when its stream closes;
+  // a drain says the same, at once, for each request it will not handle. The stream may be
+  // past writing by now (the daemon then says it itself).
+  void answer_unhandled(const InboundEvent& event) {
+    const auto* request = std::get_if<ConnectionRequest>(&event);
+    if (!request) return;
+    try {
+      reject_connection(request->request_id, std::string(detail::kStreamClosedReason));
+    } catch (const Error&) {
+    }
   }
 
   template <class Handler, class Value>
@@ -643,6 +725,16 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     }
   }
 
+  // One of the service's own callbacks, as a turn that runs alone (turn_queue.hpp).
+  template <class Handler, class Value>
+  void notify(const Handler& handler, Value value) {
+    if (!handler) return;  // handlers are fixed at start(): none, no turn
+    if (queue_->push_notice([this, &handler, value = std::move(value)] { call(handler, value); })) {
+      queue_->launch();
+    }
+  }
+  void notify_state(ServiceState s) { notify(state_handler_, s); }
+
   void on_registered() {
     std::optional<std::promise<void>> registration;
     {
@@ -662,16 +754,18 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     notify_state(ServiceState::registered);
   }
 
-  // Returns whether a drainer must be started (errors queue behind the events before them).
+  // Returns whether the queue's runners must be launched (errors queue behind the events
+  // before them).
   bool on_daemon_error() {
-    const bool registering = state() == ServiceState::registering;
-    if (registering) {
-      // The daemon explains a refused manifest here, then ends the call with a status.
+    {
       std::lock_guard lock(mu_);
-      registration_error_ = incoming_.error().message();
-      return false;
+      if (state_ == ServiceState::registering) {
+        // The daemon explains a refused manifest here, then ends the call with a status.
+        registration_error_ = incoming_.error().message();
+        return false;
+      }
     }
-    return events_->push(decode_error(incoming_.error()));
+    return accept(decode_error(incoming_.error()));
   }
 
   // ---- The write queue ----
@@ -756,7 +850,13 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
         ++failed_attempts_;
         refusal_ = final_status.ok() ? refusal : final_status;  // for start(), if this was the last attempt
       }
-      reconnect = !user_closed_ && should_retry_locked(final_status, was_registered);
+      // close() while registering cancelled the attempt itself: a graceful end that needed
+      // nothing from the daemon.
+      if (cancelled_registration_) {
+        refusal_ = closed_before_registered();
+        final_status = graceful_ ? grpc::Status::OK : refusal_;
+      }
+      reconnect = !user_closed_ && !draining_ && should_retry_locked(final_status, was_registered);
       if (reconnect) state_ = ServiceState::reconnecting;
       changed_.notify_all();
     }
@@ -769,9 +869,14 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     finish(final_status);
   }
 
+  grpc::Status closed_before_registered() const {
+    return grpc::Status(grpc::StatusCode::CANCELLED,
+                        std::string(graceful_ ? "close()" : "cancel()") + " was called before the daemon registered service \"" +
+                            name_ + "\"");
+  }
+
   void finish(const grpc::Status& status) {
-    // Read-ahead ends first: no event handler runs from here on (see EventQueue::shut).
-    events_->shut();
+    disarm_drain_timer();
     std::optional<std::promise<void>> registration;
     grpc::Status registration_failure;
     {
@@ -786,10 +891,36 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     if (registration) {
       registration->set_exception(std::make_exception_ptr(RegistrationError(name_, registration_failure)));
     }
-    notify_state(ServiceState::closed);
-    call(closed_handler_, status);
-    // Every handler goes now, before the end is published: what they capture may be freed as
-    // soon as wait(), the release or ~Client returns.
+    end_with(status, /*stream_reference=*/true);
+  }
+
+  // An end with no stream behind it: cancel() or close() before start(), or start() after
+  // the Client was destroyed. Its last turns run on this thread, inside this call.
+  void end_without_stream(const grpc::Status& status, bool stream_reference) {
+    {
+      std::lock_guard lock(mu_);
+      state_ = ServiceState::closed;
+    }
+    end_with(status, stream_reference);
+  }
+
+  // The last turns, on this thread (turn_queue.hpp, TurnQueue::finish): no turn starts any
+  // more, handler mode discards the events still queued (pull mode keeps them for
+  // next_event()), the turns running are waited for, the notices still queued run, then
+  // `closed` and on_closed, then the end itself: every handler, the executor and the stop
+  // callbacks are destroyed, the Client stops counting the service, and wait() and the
+  // release are let go. The end may destroy this service: the queue is held here.
+  void end_with(const grpc::Status& status, bool stream_reference) {
+    const auto queue = queue_;
+    queue->finish(
+        [this, &status] {
+          call(state_handler_, ServiceState::closed);
+          call(closed_handler_, status);
+        },
+        [this, &status, stream_reference] { end(status, stream_reference); });
+  }
+
+  void end(const grpc::Status& status, bool stream_reference) {
     drop_handlers();
     {
       // The context holds the channel, which the Client releases on its own thread once the
@@ -801,25 +932,7 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     // its Client no longer counts it (and a Client being destroyed stops waiting for it).
     conn_->calls.remove(this);
     publish_end(status);
-    unref();  // the stream's reference; may delete this
-  }
-
-  // An end with no stream behind it: cancel() or close() before start(), or start() after
-  // the Client was destroyed. The handlers run here, on the calling thread, marked as this
-  // service's own so that a wait() inside them throws instead of hanging.
-  void end_without_stream(const grpc::Status& status, bool stream_reference) {
-    {
-      detail::CallbackScope scope(this);
-      {
-        std::lock_guard lock(mu_);
-        state_ = ServiceState::closed;
-      }
-      notify_state(ServiceState::closed);
-      call(closed_handler_, status);
-      drop_handlers();
-    }
-    publish_end(status);
-    if (stream_reference) unref();  // start() had taken it for the stream; may delete this
+    if (stream_reference) unref();  // may delete this
   }
 
   // What wait() and the release wait for.
@@ -832,7 +945,14 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
 
   void drop_handlers() noexcept {
     // Moved out and destroyed here: a handler's captures may own what the user frees as
-    // soon as the end is published.
+    // soon as the end is published. The stop callbacks go too (a std::stop_callback being
+    // destroyed waits for its callback, which never waits for the end).
+    std::vector<std::unique_ptr<std::stop_callback<StopAction>>> stops;
+    {
+      std::lock_guard lock(mu_);
+      stops = std::move(stop_callbacks_);
+    }
+    stops.clear();
     auto chat = std::move(chat_handler_);
     auto connection = std::move(connection_handler_);
     auto introduction = std::move(introduction_handler_);
@@ -842,6 +962,7 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     auto state = std::move(state_handler_);
     auto closed = std::move(closed_handler_);
     auto exception = std::move(exception_handler_);
+    auto dropped = std::move(dropped_handler_);
     auto rpc = std::move(rpc_handler_);
   }
 
@@ -869,7 +990,7 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
         default: continue;
       }
       actions_unsent_.fetch_add(1, std::memory_order_relaxed);
-      call(unsent_handler_, a);
+      notify(unsent_handler_, std::move(a));
     }
   }
 
@@ -877,6 +998,7 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   std::uint64_t prepare_attempt_locked() {
     ++attempt_id_;
     attempt_timed_out_ = false;
+    cancelled_registration_ = false;
     {
       std::lock_guard context_lock(context_mu_);
       context_ = std::make_unique<grpc::ClientContext>();
@@ -941,13 +1063,13 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   // ends DEADLINE_EXCEEDED. A gRPC alarm rather than a thread, so a thousand services
   // registering at once cost no thread each. Its callback holds a reference; the alarm is
   // cancelled as soon as the attempt is decided (registered, or OnDone), so it never keeps a
-  // finished service alive.
+  // finished service alive for long, and it holds nothing of the user's.
   void arm_registration_timer(std::uint64_t attempt) {
-    const auto limit = options_.registration_timeout;
-    if (limit.count() <= 0) return;
+    const auto deadline = detail::system_deadline(options_.registration_timeout);
+    if (options_.registration_timeout.count() <= 0 || !deadline) return;
     auto alarm = std::make_unique<grpc::Alarm>();
     refs_.fetch_add(1, std::memory_order_relaxed);
-    alarm->Set(std::chrono::system_clock::now() + limit, [this, attempt](bool fired) {
+    alarm->Set(*deadline, [this, attempt](bool fired) {
       detail::CallbackScope scope(this);
       if (fired) on_registration_timeout(attempt);
       unref();
@@ -979,6 +1101,34 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     // context is never the one cancelled.
     std::lock_guard context_lock(context_mu_);
     if (context_ && context_attempt_ == attempt) context_->TryCancel();
+  }
+
+  // A drain's grace: when it expires, what is still queued is discarded (and answered). A
+  // gRPC alarm, like the other timers; cancelled when the service ends.
+  void arm_drain_timer(std::chrono::milliseconds grace) {
+    const auto deadline = detail::system_deadline(grace);
+    if (!deadline) return;  // too long for the clock: no deadline
+    auto alarm = std::make_unique<grpc::Alarm>();
+    {
+      std::lock_guard lock(mu_);
+      if (user_closed_ || finished_) return;  // the drain is already over
+      refs_.fetch_add(1, std::memory_order_relaxed);
+      alarm->Set(*deadline, [this](bool fired) {
+        detail::CallbackScope scope(this);
+        if (fired) queue_->expire_drain();
+        unref();
+      });
+      drain_alarm_ = std::move(alarm);
+    }
+  }
+
+  void disarm_drain_timer() {
+    std::unique_ptr<grpc::Alarm> alarm;
+    {
+      std::lock_guard lock(mu_);
+      alarm = std::move(drain_alarm_);
+    }
+    if (alarm) alarm->Cancel();
   }
 
   // The reconnect policy's wait is a gRPC alarm too: the library starts no thread of its
@@ -1015,19 +1165,29 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     if (alarm) alarm->Cancel();
   }
 
-  // Fired or cancelled: a close(), cancel() or ~Client while waiting gives up (they set
-  // user_closed_ before cancelling the alarm); otherwise the next attempt starts.
+  // Fired or cancelled: a close(), drain(), cancel() or ~Client while waiting gives up (they
+  // set user_closed_ before cancelling the alarm); otherwise the next attempt starts.
   void after_backoff() {
     detail::CallbackScope scope(this);
-    bool give_up = false;
+    std::optional<grpc::Status> give_up;
     std::uint64_t attempt = 0;
     {
       std::lock_guard lock(mu_);
-      give_up = user_closed_;
-      if (!give_up) attempt = prepare_attempt_locked();
+      if (user_closed_) {
+        // start() (when still waiting) says what stopped it and what the daemon said last.
+        std::string why = "closed while waiting to register service \"" + name_ + "\" again";
+        if (!refusal_.ok()) {
+          why += " (the last attempt: " + RpcError::status_name(refusal_.error_code()) + ": " +
+                 refusal_.error_message() + ")";
+        }
+        refusal_ = grpc::Status(grpc::StatusCode::CANCELLED, why);
+        give_up = graceful_ ? grpc::Status::OK : refusal_;
+      } else {
+        attempt = prepare_attempt_locked();
+      }
     }
     if (give_up) {
-      finish(grpc::Status(grpc::StatusCode::CANCELLED, "closed while reconnecting"));
+      finish(*give_up);
     } else {
       notify_state(ServiceState::registering);
       start_attempt(attempt);
@@ -1046,7 +1206,48 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     return std::chrono::milliseconds(static_cast<long long>(delay * factor(rng)));
   }
 
-  // ---- Cancellation and release ----
+  // ---- Stopping ----
+
+  // close(), and the end of a drain. Graceful: nothing queued is lost. While registering
+  // there is nothing to flush, so the attempt is cancelled at once rather than waiting for
+  // the daemon's `registered` (or its registration_timeout) first.
+  void close_stream(bool graceful) {
+    bool never_started = false;
+    bool start_writes_done = false;
+    bool stop_backoff = false;
+    bool cancel_attempt = false;
+    {
+      std::lock_guard lock(mu_);
+      if (state_ == ServiceState::idle) {
+        state_ = ServiceState::closed;  // start() refuses from now on
+        never_started = true;
+      } else if (state_ == ServiceState::closed || user_closed_) {
+        return;
+      } else {
+        user_closed_ = true;
+        graceful_ = graceful;
+        stop_backoff = state_ == ServiceState::reconnecting;
+        if (attempt_active_ && state_ == ServiceState::registering) {
+          cancelled_registration_ = true;
+          cancel_attempt = true;
+        } else if (attempt_active_ && !read_ended_ && !writes_done_started_) {
+          closing_ = true;
+          if (!write_in_flight_) start_writes_done = begin_writes_done_locked();
+        }
+      }
+    }
+    if (never_started) {
+      end_without_stream(grpc::Status::OK, /*stream_reference=*/false);
+      return;
+    }
+    if (stop_backoff) cancel_backoff();  // the backoff sees user_closed_ and gives up
+    if (cancel_attempt) {
+      std::lock_guard context_lock(context_mu_);
+      if (context_) context_->TryCancel();
+    }
+    if (start_writes_done) StartWritesDone();
+  }
+
   void cancel_call() noexcept override {
     bool never_started = false;
     bool active = false;
@@ -1058,6 +1259,7 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
         never_started = true;
       }
       user_closed_ = true;
+      graceful_ = false;
       active = attempt_active_;
       reconnecting = state_ == ServiceState::reconnecting;
     }
@@ -1067,20 +1269,33 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
       return;
     }
     if (reconnecting) cancel_backoff();
-    events_->discard();  // events read ahead are not delivered after a cancel
+    queue_->discard();  // events read ahead are not delivered after a cancel, in either mode
     // context_mu_ keeps the context from being replaced by a reconnect, or dropped by
-    // finish(), while we cancel it. It is the innermost lock (nothing is taken under it),
+    // end(), while we cancel it. It is the innermost lock (nothing is taken under it),
     // and TryCancel runs no reaction inline (gRPC's callback tags are never inlined).
     std::lock_guard context_lock(context_mu_);
     if (active && context_) context_->TryCancel();
   }
 
+  // What stop_on() registers: a drain with the grace it was given.
+  struct StopAction {
+    BasicService* service;
+    std::chrono::milliseconds grace;
+    void operator()() const noexcept {
+      try {
+        service->drain(grace);
+      } catch (const std::exception& e) {
+        detail::log(LogLevel::error, "stopping service \"" + service->name_ + "\" failed: " + e.what());
+      }
+    }
+  };
+
   // Blocking calls that cannot complete from where they are called throw instead of hanging.
   void refuse_blocking(const char* what) const {
     if (detail::inside_callback_of(this)) {
-      throw Error(std::string(what) + " called from inside a handler of service \"" + name_ +
-                  "\": the service cannot end until that handler returns. Call close() or "
-                  "cancel() there and wait from another thread");
+      throw Error(std::string(what) + " called from inside a callback of service \"" + name_ +
+                  "\": the service cannot end until that callback returns. Call close(), drain() "
+                  "or cancel() there and wait from another thread");
     }
     std::lock_guard lock(mu_);
     if (state_ == ServiceState::idle) {
@@ -1105,10 +1320,15 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
-  // ---- Small helpers (callers hold mu_) ----
+  // ---- Small helpers (callers hold mu_ where the name says so) ----
   bool accepting_locked() const {
     return state_ == ServiceState::registered && attempt_active_ && !read_ended_ && !write_failed_ &&
            !closing_ && !user_closed_;
+  }
+
+  bool draining() const {
+    std::lock_guard lock(mu_);
+    return draining_;
   }
 
   std::string describe_locked() const {
@@ -1134,7 +1354,10 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     return true;
   }
 
-  void notify_state(ServiceState s) { call(state_handler_, s); }
+  template <class Predicate>
+  bool wait_up_to(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds timeout, Predicate ready) {
+    return detail::wait_up_to(changed_, lock, timeout, std::move(ready));
+  }
 
   static api::ConnectAsRequest connect_as_request_for(const std::string& service, std::string address) {
     api::ConnectAsRequest request;
@@ -1147,17 +1370,18 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     return connect_as_request_for(name_, std::move(address));
   }
 
-  // Immutable after construction.
+  // Immutable after construction (the executor, moved out of options_, lives in queue_).
   const std::shared_ptr<detail::Connection> conn_;
   const std::string name_;
   const Transport transport_;
-  const ServiceOptions options_;
+  ServiceOptions options_;
   api::ServiceClientMessage manifest_;
-  // The read-ahead queue; shared so that a drain task on the user's executor may outlive us.
-  const std::shared_ptr<detail::EventQueue> events_;
+  // The turns: read-ahead, order, concurrency, where callbacks run. Shared so that a task
+  // on the user's executor may outlive the service.
+  const std::shared_ptr<detail::TurnQueue> queue_;
 
-  // Handlers: written before start(), read-only afterwards, so reactions need no lock;
-  // destroyed by drop_handlers() when the service ends.
+  // Handlers: written before start(), read-only afterwards, so turns need no lock;
+  // destroyed by drop_handlers() at the end.
   std::function<void(const ChatMessage&)> chat_handler_;
   std::function<void(const ConnectionRequest&)> connection_handler_;
   std::function<void(const PeerIntroduction&)> introduction_handler_;
@@ -1177,12 +1401,12 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   std::unique_ptr<grpc::ClientContext> context_;
   std::uint64_t context_attempt_ = 0;  // the attempt context_ belongs to (under context_mu_)
   std::unique_ptr<grpc::Alarm> registration_alarm_;  // the current attempt's timeout (under mu_)
+  std::unique_ptr<grpc::Alarm> drain_alarm_;         // a drain's grace (under mu_)
   std::mutex alarm_mu_;                              // guards backoff_alarm_; held only to set or copy it
   std::shared_ptr<grpc::Alarm> backoff_alarm_;       // the reconnect policy's wait
 
   // The user's shared_ptr (all copies) + the live stream + each pending alarm callback.
   std::atomic<int> refs_{1};
-  std::atomic<std::uint64_t> events_received_{0};
   std::atomic<std::uint64_t> actions_written_{0};
   std::atomic<std::uint64_t> actions_unsent_{0};
 
@@ -1195,6 +1419,8 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   std::string onion_;
   std::deque<api::ServiceClientMessage> pending_;
   std::vector<api::ServiceClientMessage> unsent_;
+  std::vector<std::unique_ptr<std::stop_callback<StopAction>>> stop_callbacks_;
+  bool started_ = false;
   bool attempt_active_ = false;
   bool write_in_flight_ = false;
   bool write_failed_ = false;
@@ -1203,7 +1429,10 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   bool writes_done_started_ = false;
   bool writes_done_in_flight_ = false;
   bool hold_released_ = false;
-  bool user_closed_ = false;
+  bool user_closed_ = false;             // close(), drain()'s end, cancel() or ~Client
+  bool graceful_ = false;                // ... and it was close() or a drain
+  bool draining_ = false;
+  bool cancelled_registration_ = false;  // close() cancelled an attempt still registering
   bool ever_registered_ = false;
   int failed_attempts_ = 0;
   std::uint64_t attempt_id_ = 0;     // counts stream attempts, so a timer knows its own
@@ -1219,6 +1448,89 @@ using Service = BasicService<>;
 // Compiled once, in the file that includes <ensemble/separate_compilation.hpp>.
 extern template class BasicService<void>;
 #endif
+
+// A concrete service type's handlers in two forms: the event alone, as BasicService takes
+// them, or the service and the event, so that a handler replies through the service it is
+// given instead of a captured pointer (a captured shared_ptr would be a cycle):
+//
+//     bot->on_chat([](ensemble::ChatService& self, const ensemble::ChatMessage& m) {
+//       self.send_message(m.from_addr, "echo: " + m.text);
+//     });
+//
+// `self` is valid for the whole turn. Each form returns the concrete type, for chaining.
+template <class Self>
+class ServiceOf : public Service {
+ public:
+  template <class F>
+  Self& on_chat(F&& handler) {
+    Service::on_chat(bind<const ChatMessage&>(std::forward<F>(handler)));
+    return self();
+  }
+  template <class F>
+  Self& on_connection_request(F&& handler) {
+    Service::on_connection_request(bind<const ConnectionRequest&>(std::forward<F>(handler)));
+    return self();
+  }
+  template <class F>
+  Self& on_peer_introduction(F&& handler) {
+    Service::on_peer_introduction(bind<const PeerIntroduction&>(std::forward<F>(handler)));
+    return self();
+  }
+  template <class F>
+  Self& on_unknown(F&& handler) {
+    Service::on_unknown(bind<const UnknownEvent&>(std::forward<F>(handler)));
+    return self();
+  }
+  template <class F>
+  Self& on_error(F&& handler) {
+    Service::on_error(bind<const ServiceError&>(std::forward<F>(handler)));
+    return self();
+  }
+  template <class F>
+  Self& on_unsent(F&& handler) {
+    Service::on_unsent(bind<const UnsentAction&>(std::forward<F>(handler)));
+    return self();
+  }
+  template <class F>
+  Self& on_state(F&& handler) {
+    Service::on_state(bind<ServiceState>(std::forward<F>(handler)));
+    return self();
+  }
+  template <class F>
+  Self& on_closed(F&& handler) {
+    Service::on_closed(bind<const grpc::Status&>(std::forward<F>(handler)));
+    return self();
+  }
+  template <class F>
+  Self& on_events_dropped(F&& handler) {
+    Service::on_events_dropped(bind<std::uint64_t>(std::forward<F>(handler)));
+    return self();
+  }
+  template <class F>
+  Self& on_handler_exception(F&& handler) {
+    Service::on_handler_exception(bind<std::exception_ptr>(std::forward<F>(handler)));
+    return self();
+  }
+
+ protected:
+  using Service::Service;
+
+  Self& self() noexcept { return static_cast<Self&>(*this); }
+
+  // A handler of either form as the one-argument function the service stores.
+  template <class Arg, class F>
+  std::function<void(Arg)> bind(F&& handler) {
+    using Fn = std::decay_t<F>;
+    if constexpr (std::is_invocable_v<Fn&, Self&, Arg>) {
+      return [service = &self(), f = Fn(std::forward<F>(handler))](Arg value) mutable { f(*service, value); };
+    } else {
+      static_assert(std::is_invocable_v<Fn&, Arg>,
+                    "a handler takes the event, or the service and the event: "
+                    "void(const Event&) or void(Service&, const Event&)");
+      return std::function<void(Arg)>(std::forward<F>(handler));
+    }
+  }
+};
 
 namespace detail {
 

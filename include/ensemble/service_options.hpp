@@ -89,12 +89,22 @@ struct ServiceOptions {
   // The same bound in bytes (payloads and strings of the queued events, roughly), so that
   // large RPC payloads cannot make the queue huge. The newest event is always kept.
   std::size_t event_queue_max_bytes = 64u << 20;
-  // Where handlers run. Empty: on gRPC's threads, as before. Set: every drain of the queue
-  // is handed to this function as a task (post it to your event loop or worker); handlers
-  // of one service still run one at a time, in order, and a slow handler no longer stops
-  // the service from reading. The executor must run every task it accepts, once, or throw
-  // (then the library runs the task on its own thread instead).
+  // Where the service's callbacks run (every one of them: see "Where callbacks run" in
+  // service.hpp). Empty: on gRPC's threads, which must then never block for long. Set: each
+  // batch of turns is handed to this function as a task (post it to your event loop or
+  // thread pool; ThreadPool::executor() is one), and a slow handler no longer stops the
+  // service from reading. The executor must run every task it accepts, once, on any thread,
+  // or throw (the library then runs the task on the calling thread); a task it destroys
+  // without running is run on the destroying thread, and logged. It must outlive the
+  // service; the library destroys its copy of this function when the service ends.
   std::function<void(std::function<void()>)> executor{};
+  // How many turns may run at once. 1 (the default): one at a time, in the daemon's order.
+  // N > 1: events from different peers (ChatMessage::from_addr, ConnectionRequest::from_addr,
+  // RpcMessage::from_addr, PeerIntroduction::from_service_addr, ServiceError::from_addr) run
+  // at the same time, up to N, while each peer's events still run one at a time, in order;
+  // everything without a peer runs alone. N > 1 needs an executor with threads to run them
+  // (ThreadPool); without one it is a ConfigError, as is 0.
+  std::size_t max_turns_in_flight = 1;
 };
 
 namespace detail {
@@ -112,6 +122,17 @@ inline bool is_valid_service_name(std::string_view name) noexcept {
 
 // The timing options, checked where the service is made so a typo fails at the call site
 // rather than as a reconnect loop that spins or never waits.
+inline void check_turns(const ServiceOptions& options) {
+  if (options.max_turns_in_flight == 0) {
+    throw ConfigError("ServiceOptions::max_turns_in_flight must be at least 1");
+  }
+  if (options.max_turns_in_flight > 1 && !options.executor) {
+    throw ConfigError("ServiceOptions::max_turns_in_flight is " + std::to_string(options.max_turns_in_flight) +
+                      ", but turns can only run at the same time on an executor: set "
+                      "ServiceOptions::executor (e.g. to an ensemble::ThreadPool's executor())");
+  }
+}
+
 inline void check_timing(const ServiceOptions& options) {
   const auto& r = options.reconnect;
   auto fail = [](const std::string& what) { throw ConfigError("ServiceOptions: " + what); };
@@ -145,6 +166,7 @@ inline api::ServiceClientMessage make_manifest(const std::string& name, Transpor
                       "and ending with a letter or digit");
   }
   check_timing(options);
+  check_turns(options);
   if (options.acl != ACL::public_ && options.acl != ACL::contacts &&
       options.acl != ACL::allowlist) {
     throw ConfigError("ServiceOptions::acl has an invalid value " +
