@@ -334,7 +334,7 @@ int main() {
         for (int i = 0; i < 4; ++i) daemon.inject_chat("slow-bot", ensemble::address_from_public_key(key), "q" + std::to_string(i));
       }
       daemon.wait_for_actions("slow-bot", 3, std::chrono::seconds(5));
-      std::raise(SIGTERM);
+      ::kill(::getpid(), SIGTERM);  // to the process, as a supervisor sends it
     });
     ::setenv("ENSEMBLE_SERVICE_TOKEN", daemon.mint_token("slow-bot").c_str(), 1);  // from_env: supervised
     const int slow_status = snippets::slow_bot_main();

@@ -350,9 +350,11 @@ TEST_CASE("wait_for_daemon: start() waits for a socket that appears later (UNAVA
     }
   }
   SECTION("with it start() registers once the daemon is up") {
-    auto svc = client.service("early", waiting_options());
+    // Declared before the service, so they outlive it: its handler may run until the
+    // service is released (the daemon's end below makes it report reconnecting).
     std::vector<ensemble::ServiceState> states;
     std::mutex mu;
+    auto svc = client.service("early", waiting_options());
     svc->on_state([&](ensemble::ServiceState s) {
       std::lock_guard lock(mu);
       states.push_back(s);
@@ -432,8 +434,8 @@ TEST_CASE("wait_for_daemon retries the daemon double's UNIMPLEMENTED registry, w
   ensemble::Client client({.socket_path = daemon.unix_socket_path()});
   auto options = waiting_options();
   options.reconnect.max_attempts = 3;
+  std::atomic<int> waits{0};  // before the service: its handler captures it
   auto svc = client.service("bot", options);
-  std::atomic<int> waits{0};
   svc->on_state([&](ensemble::ServiceState s) {
     if (s == ensemble::ServiceState::reconnecting) ++waits;
   });
@@ -517,7 +519,9 @@ TEST_CASE("Client::wait_until_ready waits for GetStatus \"ready\", through a mis
   }
   daemon->set_tor_state("bootstrapping");
   try {
-    client.wait_until_ready(400ms);
+    // Long enough for a GetStatus to come back on a loaded machine (at 400 ms, under ASan,
+    // none did, and the error had no state to name); the daemon stays bootstrapping.
+    client.wait_until_ready(2s);
     FAIL("should have thrown");
   } catch (const ensemble::RpcError& e) {
     CHECK(e.code() == grpc::StatusCode::DEADLINE_EXCEEDED);
@@ -595,8 +599,8 @@ TEST_CASE("keepalive notices a frozen daemon (SIGSTOP): the service leaves regis
     ensemble::Client client({.socket_path = socket, .keepalive_interval = 1s, .keepalive_timeout = 1s});
     ensemble::ServiceOptions options;
     options.reconnect.enabled = true;
+    std::atomic<bool> reconnecting{false};  // before the service: its handler captures it
     auto svc = client.service("frozen", options);
-    std::atomic<bool> reconnecting{false};
     svc->on_state([&](ensemble::ServiceState s) {
       if (s == ensemble::ServiceState::reconnecting) reconnecting = true;
     });

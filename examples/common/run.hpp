@@ -49,20 +49,29 @@ inline ensemble::Client make_client(const Cli& cli) {
   }
 }
 
+// Ctrl-C and SIGTERM as one stop token for the process (ensemble::SignalStop), made on first
+// use. A bot calls it before it makes its Client, so that gRPC's threads start with the
+// signals blocked and the watcher takes them (include/ensemble/signals.hpp says why).
+inline ensemble::SignalStop& signal_stop() {
+  static ensemble::SignalStop stop;
+  return stop;
+}
+
 // Registers `service` (its handlers already installed) and runs it until Ctrl-C / SIGTERM
 // (exit 0) or until the daemon ends the stream (exit 1). A signal drains the service at
-// whatever point it has reached (ensemble::SignalStop + Service::stop_on): while start()
-// still waits for the daemon, start() gives up at once; registered, the turns in flight
-// finish and their replies are written (up to `grace` for events already queued) before the
-// stream closes and wait() returns.
+// whatever point it has reached (Service::stop_on): while start() still waits for the
+// daemon, start() gives up at once; registered, the turns in flight finish and their replies
+// are written (up to `grace` for events already queued) before the stream closes and wait()
+// returns.
 inline int serve(ensemble::Service& service, const std::string& who,
                  std::chrono::milliseconds grace = std::chrono::seconds(10)) {
-  ensemble::SignalStop stop;
+  ensemble::SignalStop& stop = signal_stop();
   std::stop_callback announce(stop.token(), [&] { say(who, ": ", ::strsignal(stop.signal()), "; draining"); });
   service.stop_on(stop.token(), grace);
+  say(who, ": registering service \"", service.name(), "\"");
   try {
     service.start();
-  } catch (const ensemble::RegistrationError&) {
+  } catch (const ensemble::Error&) {
     if (!stop.token().stop_requested()) throw;  // the daemon refused us: exit 1
     say(who, ": stopped before registering");
     return kExitOk;

@@ -30,7 +30,9 @@
 //     service, so that a busy, paused or stopped executor cannot hold the end up.
 //   - While turns run the service keeps reading into a bounded queue
 //     (ServiceOptions::event_queue_capacity); when full the OLDEST queued event is dropped,
-//     counted (stats().events_dropped) and reported to on_events_dropped.
+//     counted (stats().events_dropped) and reported to on_events_dropped. (Without an
+//     executor, once the turns have proved quick, each runs before the next read starts,
+//     for the reply's latency; a slow turn puts the service back to reading first.)
 //   - A service started with no event handler is read with next_event() instead (pull mode);
 //     its other callbacks still run as turns.
 //   - Actions (send_message, accept_connection, ...) may be called from any thread, any
@@ -635,7 +637,9 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     }
     // Read ahead: decode into the queue and start the next read at once, then run what the
     // queue says is ready (here, or on the executor), so that reading goes on while turns
-    // run. incoming_ is free for the next read because the queue holds decoded values.
+    // run. Once this thread's turns have proved quick they run before the read starts, as a
+    // raw reactor's would: the reply does not wait behind the read (run_before_reading()).
+    // incoming_ is free for the next read because the queue holds decoded values.
     bool launch = false;
     switch (incoming_.msg_case()) {
       case api::ServiceServerMessage::kRegistered: on_registered(); break;
@@ -647,6 +651,11 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
       case api::ServiceServerMessage::MSG_NOT_SET:  // a newer daemon's message kind: on_unknown
         launch = accept(decode_unknown_message(incoming_));
         break;
+    }
+    if (launch && queue_->run_before_reading()) {
+      queue_->launch();
+      StartRead(&incoming_);
+      return;
     }
     StartRead(&incoming_);
     if (launch) queue_->launch();

@@ -10,7 +10,8 @@
 //
 // Locks: mu_ (registry, node state) and log_mu_ (hook records) are never held while calling
 // into a stream, a subscriber, a completion or the rendezvous, so no lock order exists to
-// get wrong.
+// get wrong. The one call into a stream under mu_ is ServiceStream::dropped(), which takes
+// no lock: a stream holds its own lock while it calls link() here.
 #pragma once
 
 #include <ensemble/address.hpp>

@@ -10,7 +10,9 @@
 // Locking: every Start*/Finish happens under mu_ after checking that Finish has not been
 // called, so nothing is started on a call that may already be done. gRPC runs these
 // reactions on its own threads (never inline inside Start*), so holding mu_ there cannot
-// self-deadlock. The daemon core never holds its own lock while calling in here.
+// self-deadlock. Lock order: mu_ before the core's lock (deliver() records the connection,
+// link(), under mu_), never the other way: the core calls in here only without its lock,
+// except dropped(), which takes no lock.
 //
 // Wire: the reactor reads and writes grpc::ByteBuffer (RegisterService is registered raw) so
 // that each client message meets the daemon's own checks before it is parsed, with the
@@ -33,6 +35,7 @@
 #include <grpcpp/support/proto_buffer_writer.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -323,10 +326,8 @@ class ServiceStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     onion_ = id.onion;
   }
 
-  std::uint64_t dropped() const {
-    std::lock_guard lock(mu_);
-    return dropped_;
-  }
+  // Lock-free, so the core may read it under its own lock (the registry's totals).
+  std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   const std::string& name() const { return name_; }        // set before registration
   const std::string& address() const { return address_; }  // set before registration
   api::ACL acl() const { return acl_; }
@@ -671,7 +672,7 @@ class ServiceStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   void enqueue_event_locked(api::ServiceServerMessage msg) {
     if (events_.size() >= depth_) {
       events_.pop_front();  // section 5 item 6: the oldest goes, silently
-      ++dropped_;
+      dropped_.fetch_add(1, std::memory_order_relaxed);
     }
     events_.push_back(std::move(msg));
     pump_locked();
@@ -748,7 +749,9 @@ class ServiceStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   grpc::ByteBuffer out_buffer_;    // the write in flight
   std::deque<api::ServiceServerMessage> priority_;
   std::deque<api::ServiceServerMessage> events_;
-  std::uint64_t dropped_ = 0;
+  // Written under mu_; read without it (dropped()). Final once torn_down_ is set (nothing is
+  // queued after that), which is before the registry reads it for the last time.
+  std::atomic<std::uint64_t> dropped_{0};
 
   std::uint64_t request_seq_ = 0;
   std::map<std::string, Pending> pending_;
