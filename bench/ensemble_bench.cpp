@@ -519,35 +519,21 @@ struct Latency {
 };
 
 // A synthetic peer sends a chat; the round trip ends when the double reads the reply.
-// Strictly sequential.
-Latency echo_drive(Env& env, const Config& cfg, const std::string& name) {
-  env.arrivals.watch(name);
-  std::vector<double> micros;
-  micros.reserve(cfg.echo_trips);
-  const std::uint64_t total = cfg.echo_warmup + cfg.echo_trips;
-  for (std::uint64_t i = 0; i < total; ++i) {
-    const auto t0 = Clock::now();
-    if (!env.daemon->inject_chat(name, env.peer, kChatText)) throw std::runtime_error("echo: inject refused");
-    const auto t1 = env.arrivals.wait_count(i + 1, cfg.timeout, "echo");
-    if (i >= cfg.echo_warmup) micros.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-  }
-  std::sort(micros.begin(), micros.end());
-  return {bench::percentile(micros, 50), bench::percentile(micros, 90), bench::percentile(micros, 99)};
-}
-
-Latency echo_library(Env& env, const Config& cfg) {
+// Strictly sequential. The three echo services (library, raw, ceiling) run at once and take
+// their trips in turn, the order rotating each round: every side meets the machine at the
+// same moments, so the load that swings a run's absolute figures (other builds on a two-core
+// machine) moves all three alike and their ratio stays put.
+std::array<Latency, 3> echo_round(Env& env, const Config& cfg) {
   ensemble::Client client(env.client_options(Transport::unix_socket));
-  const std::string name = env.name("echo-lib");
-  auto svc = client.service(name);
-  svc->on_chat([s = svc.get()](const ensemble::ChatMessage& m) { s->send_message(m.from_addr, "echo: " + m.text); });
+  const std::array<std::string, 3> names = {env.name("echo-lib"), env.name("echo-raw"), env.name("echo-null")};
+  auto svc = client.service(names[0]);
+  svc->on_chat([](ensemble::ChatService& self, const ensemble::ChatMessage& m) {
+    self.send_message(m.from_addr, "echo: " + m.text);
+  });
   svc->start();
-  return echo_drive(env, cfg, name);
-}
 
-Latency echo_raw(Env& env, const Config& cfg) {
   auto channel = env.raw_channel(Transport::unix_socket);
   auto stub = api::EnsembleService::NewStub(channel);
-  const std::string name = env.name("echo-raw");
   auto on_event = [chat = api::ServiceChatMessageEvent()](auto& self, const api::ServiceEvent& ev) mutable {
     if (ev.type() != "chat_message" || !chat.ParseFromString(ev.payload())) return;
     api::ServiceClientMessage reply;
@@ -556,19 +542,36 @@ Latency echo_raw(Env& env, const Config& cfg) {
     body->set_text("echo: " + chat.text());
     self.send(std::move(reply));
   };
-  Started<raw::Service<decltype(on_event)>> svc(*stub, name, api::TRANSPORT_CHAT, std::move(on_event));
-  svc.registered(cfg.timeout);
-  return echo_drive(env, cfg, name);
-}
+  Started<raw::Service<decltype(on_event)>> raw_svc(*stub, names[1], api::TRANSPORT_CHAT, std::move(on_event));
+  raw_svc.registered(cfg.timeout);
+  Started<raw::NullClient> null_svc(*stub, names[2], api::TRANSPORT_CHAT);
+  null_svc.registered(cfg.timeout);
+  null_svc->reply_with(send_message_action(env.peer));
 
-Latency echo_ceiling(Env& env, const Config& cfg) {
-  auto channel = env.raw_channel(Transport::unix_socket);
-  auto stub = api::EnsembleService::NewStub(channel);
-  const std::string name = env.name("echo-null");
-  Started<raw::NullClient> svc(*stub, name, api::TRANSPORT_CHAT);
-  svc.registered(cfg.timeout);
-  svc->reply_with(send_message_action(env.peer));
-  return echo_drive(env, cfg, name);
+  const std::array<const char*, 3> sides = {"library", "raw", "ceiling"};
+  std::array<std::vector<double>, 3> micros;
+  const std::uint64_t total = cfg.echo_warmup + cfg.echo_trips;
+  for (std::uint64_t i = 0; i < total; ++i) {
+    for (std::size_t k = 0; k < 3; ++k) {
+      const std::size_t side = (i + k) % 3;
+      if (!cfg.side.empty() && cfg.side != sides[side]) continue;
+      env.arrivals.watch(names[side]);
+      const auto t0 = Clock::now();
+      if (!env.daemon->inject_chat(names[side], env.peer, kChatText)) throw std::runtime_error("echo: inject refused");
+      const auto t1 = env.arrivals.wait_count(1, cfg.timeout, "echo");
+      if (i >= cfg.echo_warmup) micros[side].push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    }
+  }
+  std::array<Latency, 3> out;
+  for (std::size_t side = 0; side < 3; ++side) {
+    auto& m = micros[side];
+    if (m.empty()) continue;
+    std::sort(m.begin(), m.end());
+    out[side] = {bench::percentile(m, 50), bench::percentile(m, 90), bench::percentile(m, 99)};
+  }
+  svc->close();
+  svc->wait();
+  return out;
 }
 
 // ---- Workload 4: send_bytes throughput -------------------------------------------------
@@ -1004,8 +1007,7 @@ void run_all(Env& env, const Config& cfg, Report& report) {
     Row& p90 = report.row("3/p90", "3 echo round trip p90 (unix)", "us", 1);
     Row& p99 = report.row("3/p99", "3 echo round trip p99 (unix)", "us", 1, "<=", 1.25);
     for (int r = 0; r < runs; ++r) {
-      auto [l, b] = pair_run(cfg, r, [&] { return echo_library(env, cfg); }, [&] { return echo_raw(env, cfg); });
-      const Latency c = only_if(cfg, "ceiling", [&] { return echo_ceiling(env, cfg); });
+      const auto [l, b, c] = echo_round(env, cfg);
       p50.add(l.p50, b.p50, c.p50);
       p90.add(l.p90, b.p90, c.p90);
       p99.add(l.p99, b.p99, c.p99);

@@ -131,6 +131,7 @@ int run_demo(const EchoSettings& settings) {
 }
 
 int run_bot(const examples::Cli& cli, EchoSettings settings) {
+  examples::signal_stop();  // before the Client: see run.hpp
   ensemble::Client client = examples::make_client(cli);
   // The spawn contract also names the service and gives it a writable directory.
   const ensemble::SpawnContext spawn = ensemble::SpawnContext::from_env();

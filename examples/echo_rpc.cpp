@@ -91,6 +91,7 @@ int run_demo(const std::string& name) {
 }
 
 int run_service(const examples::Cli& cli, const std::string& name) {
+  examples::signal_stop();  // before the Client: see run.hpp
   ensemble::Client client = examples::make_client(cli);
   auto service = make_echo_rpc(client, name);
   return examples::serve(*service, "echo_rpc");

@@ -289,6 +289,7 @@ int main(int argc, char** argv) {
       examples::forbid_connection_flags(cli, "--demo runs its own daemon");
       return run_demo(s);
     }
+    examples::signal_stop();  // before the Client: see run.hpp
     ensemble::Client client = examples::make_client(cli);
     Matchmade mm = make_matchmaker(client, s);
     return examples::serve(*mm.service, "matchmaker");

@@ -94,8 +94,8 @@ class Replies {
 int chat_as_operator(ensemble::Client& client, const std::string& peer,
                      const std::vector<std::string>& messages, std::chrono::milliseconds wait) {
   Replies replies(peer);
-  ensemble::SignalStop stop;  // Ctrl-C / SIGTERM stop the wait for replies
-  std::stop_callback on_stop(stop.token(), [&replies] { replies.stop(); });
+  // Ctrl-C / SIGTERM stop the wait for replies.
+  std::stop_callback on_stop(examples::signal_stop().token(), [&replies] { replies.stop(); });
 
   // Subscribe before dialling and sending. The daemon confirms a subscription only with its
   // first event, so the proof that it is live is an event we cause ourselves: the dial's
@@ -185,6 +185,7 @@ int main(int argc, char** argv) {
       cli.fail("--to \"" + cli.get("to") + "\" is not a valid ensemble address");
     }
     if (!cli.has("message")) cli.fail("give at least one --message TEXT");
+    examples::signal_stop();  // before the Client: see run.hpp
     ensemble::Client client = examples::make_client(cli);
     return chat_as_operator(client, cli.get("to"), cli.all("message"), wait);
   });

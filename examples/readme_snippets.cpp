@@ -20,6 +20,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -384,7 +385,10 @@ int main() {
     snippets::over_unix_socket();
     snippets::over_loopback_tcp(*options.auth_seed);
     snippets::over_tls(*options.auth_seed);
-    snippets::over_tls_with_lan_ca("-----BEGIN CERTIFICATE-----\n");
+    // Certificate text is checked when the Client is built: give it real certificates (the
+    // bundle gRPC itself ships, which libgrpc installs; a LAN CA in real life).
+    std::ifstream bundle("/usr/share/grpc/roots.pem");
+    snippets::over_tls_with_lan_ca({std::istreambuf_iterator<char>(bundle), std::istreambuf_iterator<char>()});
     snippets::over_tls_insecure();
     say("ok: every connect form builds a Client");
 
@@ -413,7 +417,7 @@ int main() {
         for (int i = 0; i < 4; ++i) daemon.inject_chat("slow-bot", ensemble::address_from_public_key(key), "q" + std::to_string(i));
       }
       daemon.wait_for_actions("slow-bot", 3, std::chrono::seconds(5));
-      std::raise(SIGTERM);
+      ::kill(::getpid(), SIGTERM);  // to the process, as a supervisor sends it
     });
     ::setenv("ENSEMBLE_SERVICE_TOKEN", daemon.mint_token("slow-bot").c_str(), 1);  // from_env: supervised
     const int slow_status = snippets::slow_bot_main();

@@ -164,6 +164,7 @@ int run_demo(const Settings& settings) {
 
 int run_bot(const examples::Cli& cli, const Settings& settings) {
   ensemble::ThreadPool pool(settings.max_turns);  // before the Client: it outlives the bot
+  examples::signal_stop();  // before the Client: see run.hpp
   ensemble::Client client = examples::make_client(cli);
   Tallies tallies;
   auto bot = make_bot(client, pool, settings, tallies);

@@ -24,6 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   const DaemonEvent chat_event = DaemonEvent::from_wire(std::string(node_event_type::chat_message), text);
   require(chat_event.raw_payload == text);  // nothing is lost, parsed or not
+  // Not taken as JSON (not JSON, or nested too deep): the raw text, and why.
+  require(chat_event.problem.empty() || chat_event.payload == text);
   if (const auto chat = DaemonChatMessage::from_event(chat_event)) {
     require(chat_event.payload.is_object());
     require(!chat->from_addr.empty() && !chat->text.empty());

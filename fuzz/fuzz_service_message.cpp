@@ -1,6 +1,7 @@
 // Fuzz target: a ServiceServerMessage from arbitrary bytes, decoded and dispatched to
 // handlers as Service::OnReadDone does (service.hpp): an event goes through decode_event and
-// detail::dispatch_event (the reactor's own routing), a daemon error through decode_error.
+// detail::dispatch_event (the reactor's own routing), a daemon error through decode_error, a
+// message of a kind this version does not know through decode_unknown_message.
 // The handlers read every field and check what the decoders promise: decoding is total,
 // an event lands with the handler of its type, and nothing is lost on the way.
 #include <ensemble/detail/dispatch.hpp>
@@ -119,7 +120,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     case ensemble::api::ServiceServerMessage::kEvent: check_event(message.event()); break;
     case ensemble::api::ServiceServerMessage::kError: check_error(message.error()); break;
-    case ensemble::api::ServiceServerMessage::MSG_NOT_SET: break;
+    case ensemble::api::ServiceServerMessage::MSG_NOT_SET: {
+      // A kind this version does not know (a newer daemon's) reaches on_unknown, whole.
+      const UnknownEvent u = decode_unknown_message(message);
+      require(u.type.empty() && !u.problem.empty());
+      require(u.payload == message.SerializeAsString());
+      break;
+    }
   }
   return 0;
 }

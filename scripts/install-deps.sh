@@ -13,6 +13,11 @@ packages=(
 if [[ "${ENSEMBLE_DEPS_EXTRA:-}" == "fuzz" ]]; then
   packages+=(libclang-rt-14-dev)
 fi
+# scripts/tsan-deps.sh: unpacking Debian source packages, and gRPC's CMake, which wants
+# protobuf's libprotoc even with code generation off.
+if [[ "${ENSEMBLE_DEPS_EXTRA:-}" == "tsan" ]]; then
+  packages+=(dpkg-dev libprotoc-dev libre2-dev libc-ares-dev zlib1g-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

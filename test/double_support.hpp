@@ -71,10 +71,12 @@ inline api::ServiceClientMessage send_message(const std::string& to, const std::
 }
 
 // One RegisterService call on the synchronous stub. Every read has the context's deadline,
-// so a broken double fails a test instead of hanging it.
+// so a broken double fails a test instead of hanging it. The deadline counts from the
+// construction, across the whole test, so it is generous: under TSan on a loaded machine a
+// test of a dozen round trips took over 20 s.
 class Stream {
  public:
-  Stream(api::EnsembleService::Stub& stub, std::chrono::milliseconds deadline = 20s,
+  Stream(api::EnsembleService::Stub& stub, std::chrono::milliseconds deadline = 60s,
          const std::string& token = {}) {
     ctx_.set_deadline(std::chrono::system_clock::now() + deadline);
     if (!token.empty()) ctx_.AddMetadata("x-service-token", token);

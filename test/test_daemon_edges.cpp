@@ -254,7 +254,12 @@ TEST_CASE("connection_state decodes the daemon's numbering; an unknown number st
     std::lock_guard lock(mu);
     seen.push_back(ev);
   });
-  REQUIRE(eventually([&] { return sub->events_received() == names.size() + 5; }));
+  // The handler's copies, not events_received(): the count goes up before the handler runs.
+  REQUIRE(eventually([&] {
+    std::lock_guard lock(mu);
+    return seen.size() == names.size() + 5;
+  }));
+  CHECK(sub->events_received() == names.size() + 5);
   std::lock_guard lock(mu);
 
   for (std::size_t i = 0; i < names.size(); ++i) {
@@ -327,13 +332,7 @@ TEST_CASE("a subscription on a daemon that holds its headers until the first eve
 // ---- 5. start() waits through a daemon that is not ready -------------------------------
 
 namespace {
-ensemble::ServiceOptions waiting_options() {
-  ensemble::ServiceOptions o;
-  o.wait_for_daemon = true;
-  o.reconnect.initial_backoff = 50ms;
-  o.reconnect.max_backoff = 200ms;
-  return o;
-}
+ensemble::ServiceOptions waiting_options() { return test_support::waiting_options(50ms, 200ms); }
 }  // namespace
 
 TEST_CASE("wait_for_daemon: start() waits for a socket that appears later (UNAVAILABLE, then ready)") {
@@ -351,9 +350,11 @@ TEST_CASE("wait_for_daemon: start() waits for a socket that appears later (UNAVA
     }
   }
   SECTION("with it start() registers once the daemon is up") {
-    auto svc = client.service("early", waiting_options());
+    // Declared before the service, so they outlive it: its handler may run until the
+    // service is released (the daemon's end below makes it report reconnecting).
     std::vector<ensemble::ServiceState> states;
     std::mutex mu;
+    auto svc = client.service("early", waiting_options());
     svc->on_state([&](ensemble::ServiceState s) {
       std::lock_guard lock(mu);
       states.push_back(s);
@@ -433,8 +434,8 @@ TEST_CASE("wait_for_daemon retries the daemon double's UNIMPLEMENTED registry, w
   ensemble::Client client({.socket_path = daemon.unix_socket_path()});
   auto options = waiting_options();
   options.reconnect.max_attempts = 3;
+  std::atomic<int> waits{0};  // before the service: its handler captures it
   auto svc = client.service("bot", options);
-  std::atomic<int> waits{0};
   svc->on_state([&](ensemble::ServiceState s) {
     if (s == ensemble::ServiceState::reconnecting) ++waits;
   });
@@ -518,7 +519,9 @@ TEST_CASE("Client::wait_until_ready waits for GetStatus \"ready\", through a mis
   }
   daemon->set_tor_state("bootstrapping");
   try {
-    client.wait_until_ready(400ms);
+    // Long enough for a GetStatus to come back on a loaded machine (at 400 ms, under ASan,
+    // none did, and the error had no state to name); the daemon stays bootstrapping.
+    client.wait_until_ready(2s);
     FAIL("should have thrown");
   } catch (const ensemble::RpcError& e) {
     CHECK(e.code() == grpc::StatusCode::DEADLINE_EXCEEDED);
@@ -596,8 +599,8 @@ TEST_CASE("keepalive notices a frozen daemon (SIGSTOP): the service leaves regis
     ensemble::Client client({.socket_path = socket, .keepalive_interval = 1s, .keepalive_timeout = 1s});
     ensemble::ServiceOptions options;
     options.reconnect.enabled = true;
+    std::atomic<bool> reconnecting{false};  // before the service: its handler captures it
     auto svc = client.service("frozen", options);
-    std::atomic<bool> reconnecting{false};
     svc->on_state([&](ensemble::ServiceState s) {
       if (s == ensemble::ServiceState::reconnecting) reconnecting = true;
     });

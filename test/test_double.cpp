@@ -6,6 +6,7 @@
 #include <atomic>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 using namespace double_test;
 using ensemble::testing::DaemonDouble;
@@ -436,6 +437,43 @@ TEST_CASE("double: inbound payload cap and rate limit reach the receiving servic
       break;
     }
   }
+}
+
+// The stream's lock was taken inside the core's (dropped_events() reading a live stream's
+// count) and the core's inside the stream's (a delivery recording its connection): two
+// threads doing both deadlocked, and ThreadSanitizer reports the inversion on any run.
+TEST_CASE("double: dropped_events() polled on a live service under traffic") {
+  DaemonDouble daemon;
+  auto s = stub(plain_channel(daemon.tcp_target()));
+  Stream stream(*s, 60s);
+  REQUIRE(!stream.register_as(manifest("busy")).empty());
+  constexpr int kSenders = 2;
+  constexpr int kPerSender = 1000;
+  const std::string text(16 * 1024, 'x');  // the client reads nothing: the queue fills, drops
+  std::atomic<int> senders_left{kSenders};
+  std::atomic<int> refused{0};
+  std::vector<std::thread> senders;
+  for (int t = 0; t < kSenders; ++t) {
+    senders.emplace_back([&, peer = synthetic_address()] {
+      for (int i = 0; i < kPerSender; ++i) {
+        if (!daemon.inject_chat("busy", peer, text)) ++refused;
+      }
+      --senders_left;
+    });
+  }
+  // Results are checked here, on the test's thread (Catch2's assertions are not thread-safe).
+  std::uint64_t last = 0;
+  bool monotonic = true;
+  do {
+    const std::uint64_t now = daemon.dropped_events("busy");
+    monotonic = monotonic && now >= last;
+    last = now;
+  } while (senders_left.load() > 0);
+  for (auto& t : senders) t.join();
+  CHECK(refused == 0);
+  CHECK(monotonic);
+  CHECK(daemon.dropped_events("busy") >= last);
+  CHECK(daemon.dropped_events("busy") > 0);
 }
 
 TEST_CASE("double: the 256-deep queue drops the oldest; errors overtake") {

@@ -252,9 +252,9 @@ TEST_CASE("a reconnect attempt the daemon never answers times out and is retried
   options.reconnect.enabled = true;
   options.reconnect.initial_backoff = 10ms;
   options.reconnect.max_backoff = 20ms;
-  auto svc = client.service("deadline", options);
   std::mutex mu;
   std::vector<ensemble::ServiceState> states;
+  auto svc = client.service("deadline", options);
   svc->on_state([&](ensemble::ServiceState s) {
     std::lock_guard lock(mu);
     states.push_back(s);

@@ -270,17 +270,19 @@ TEST_CASE("channel_args may not set what the library sets itself: a ConfigError 
         "library: no limit on what the daemon sends)");
 }
 
-TEST_CASE("the owned list holds exactly the channel arguments the library sets") {
+TEST_CASE("the owned list holds exactly the channel arguments the library sets, and the proxy") {
   // Keepalive on (the default), so every argument the library can set is set.
   ensemble::ClientOptions options;
   options.socket_path = "/run/ensemble/sock";
   grpc::ChannelArguments args;
-  ensemble::detail::set_library_channel_args(args, options);
+  ensemble::detail::set_library_channel_args(args, options, ensemble::detail::check_options(options));
   std::set<std::string> set_by_library;
   const grpc_channel_args c = args.c_channel_args();
   for (std::size_t i = 0; i < c.num_args; ++i) {
     if (std::string_view(c.args[i].key) != GRPC_ARG_PRIMARY_USER_AGENT_STRING) set_by_library.insert(c.args[i].key);
   }
+  // Never set, but refused: a proxy named here would carry calls the proxy rule keeps local.
+  set_by_library.insert(GRPC_ARG_HTTP_PROXY);
   std::set<std::string> owned;
   for (const auto& o : ensemble::detail::kOwnedChannelArgs) owned.insert(std::string(o.key));
   CHECK(set_by_library == owned);

@@ -264,8 +264,7 @@ TEST_CASE("reconnect: a restarted daemon gets the service back, same address, ev
   }
   test_support::TempDir dir;
   const auto socket = (dir / "api.sock").string();
-  const std::vector<std::string> args{"--api-socket", socket, "--data-dir", (dir / "data").string(),
-                                      "--loopback-dir", (dir / "rdv").string()};
+  const auto args = test_support::restartable_daemon_args(dir.path());
   auto daemon = std::make_unique<LoopbackdProcess>(args);
 
   ensemble::Client client({.socket_path = socket});
@@ -273,11 +272,10 @@ TEST_CASE("reconnect: a restarted daemon gets the service back, same address, ev
   options.reconnect.enabled = true;
   options.reconnect.initial_backoff = 50ms;
   options.reconnect.max_backoff = 400ms;
-  auto svc = client.service("phoenix", options);
-
   std::mutex mu;
   std::vector<ensemble::ServiceState> states;
   std::vector<std::string> chats;
+  auto svc = client.service("phoenix", options);
   svc->on_state([&](ensemble::ServiceState s) {
     std::lock_guard lock(mu);
     states.push_back(s);

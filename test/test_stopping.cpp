@@ -24,6 +24,9 @@
 #include <thread>
 #include <vector>
 
+#include <signal.h>
+#include <unistd.h>
+
 using namespace std::chrono_literals;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
@@ -179,7 +182,8 @@ TEST_CASE("drain, pull mode: the taken turn finishes and replies, the queue is s
   });
   const auto peer = peer_address(41);
   for (int i = 0; i < 3; ++i) REQUIRE(f.daemon.inject_chat("pull-drain", peer, std::to_string(i)));
-  REQUIRE(eventually([&] { return taken.load() >= 1; }));
+  // All three read (so that the drain serves them) and the first taken.
+  REQUIRE(eventually([&] { return svc->stats().events_received == 3 && taken.load() >= 1; }));
   svc->drain(30s);
   REQUIRE(f.daemon.inject_chat("pull-drain", peer, "late"));
   REQUIRE(consumer.wait_for(10s) == std::future_status::ready);
@@ -365,7 +369,7 @@ TEST_CASE("SignalStop: SIGTERM and SIGINT become a stop request on the watcher t
       called = true;
     });
     CHECK(stop.signal() == 0);
-    REQUIRE(std::raise(sig) == 0);
+    REQUIRE(::kill(::getpid(), sig) == 0);  // to the process, as a supervisor sends it
     REQUIRE(eventually([&] { return called.load(); }, 5s));
     CHECK(stop.token().stop_requested());
     CHECK(stop.signal() == sig);

@@ -548,3 +548,53 @@ TEST_CASE("turns: with turns in parallel the read-ahead still drops the oldest a
   svc->close();
   CHECK(svc->wait().ok());
 }
+
+TEST_CASE("turns: after one slow turn on a gRPC thread, reading goes on while the next slow one runs") {
+  // Quick turns run before the next read starts (a reply does not wait behind the read);
+  // one slow turn puts the service back to reading first, so a second one does not stop it.
+  Fixture f;
+  ensemble::Client client(f.client_options());
+  auto svc = client.service("mostly-quick");
+  std::mutex mu;
+  std::condition_variable cv;
+  int released = 0;  // how many "block" turns may finish
+  std::atomic<int> blocked{0};
+  std::atomic<int> handled{0};
+  svc->on_chat([&](const ensemble::ChatMessage& m) {
+    if (m.text.rfind("block", 0) == 0) {
+      const int mine = ++blocked;
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return released >= mine; });
+    }
+    ++handled;
+  });
+  svc->start();
+  auto release = [&](int n) {
+    {
+      std::lock_guard lock(mu);
+      released = n;
+    }
+    cv.notify_all();
+  };
+  struct ReleaseAll {
+    std::function<void()> f;
+    ~ReleaseAll() { f(); }
+  } release_all{[&] { release(1000); }};
+  const auto peer = peer_address(70);
+  for (int i = 0; i < 30; ++i) REQUIRE(f.daemon->inject_chat("mostly-quick", peer, "quick"));
+  REQUIRE(eventually([&] { return handled.load() == 30; }));
+  REQUIRE(f.daemon->inject_chat("mostly-quick", peer, "block 1"));
+  REQUIRE(eventually([&] { return blocked.load() == 1; }));
+  release(1);
+  REQUIRE(eventually([&] { return handled.load() == 31; }));
+
+  REQUIRE(f.daemon->inject_chat("mostly-quick", peer, "block 2"));
+  REQUIRE(eventually([&] { return blocked.load() == 2; }));
+  for (int i = 0; i < 20; ++i) REQUIRE(f.daemon->inject_chat("mostly-quick", peer, "behind"));
+  CHECK(eventually([&] { return svc->stats().events_received == 52; }));  // read while blocked
+  CHECK(svc->events_queued() == 20);
+  release(2);
+  REQUIRE(eventually([&] { return handled.load() == 52; }));
+  svc->close();
+  CHECK(svc->wait().ok());
+}

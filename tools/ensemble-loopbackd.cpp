@@ -2,9 +2,11 @@
 // process, with flags modelled on the real daemon's loopback mode
 // (`ensemble --headless --signaling=loopback`). See --help for the flags and the exact
 // format of the ready line that scripts and tests parse.
+#include <ensemble/detail/deadline.hpp>
 #include <ensemble/detail/hex.hpp>
 #include <ensemble/testing/daemon_double.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <csignal>
@@ -159,7 +161,9 @@ int main(int argc, char** argv) {
     const auto loopback_dir = std::filesystem::absolute(options.loopback_dir);
     ensemble::testing::DaemonDouble daemon(options);
     // With --socket-delay-ms the socket appears later; "ready" waits for it.
-    const auto give_up = std::chrono::steady_clock::now() + options.socket_delay + std::chrono::seconds(10);
+    // (A delay of 100 years or more is for ever, as in the double's options: no overflow.)
+    const auto give_up = std::chrono::steady_clock::now() +
+                         std::min(options.socket_delay, ensemble::detail::kForever) + std::chrono::seconds(10);
     while (!daemon.unix_socket_path().empty() && !std::filesystem::exists(daemon.unix_socket_path())) {
       if (std::chrono::steady_clock::now() > give_up) {
         throw std::runtime_error("the API socket never appeared at " + daemon.unix_socket_path());

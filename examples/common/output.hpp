@@ -1,7 +1,12 @@
 // Printing from the examples. Handlers run on gRPC's threads while main prints too, so each
 // line is built first and written whole under one lock, then flushed at once: a reader on a
-// pipe (a test, `| grep`) sees every line as it happens, never two lines interleaved.
+// pipe (a test, `| grep`) sees every line as it happens, never two lines interleaved. Lines
+// carry peers' and the daemon's words (chats, error texts), so each is printed escaped
+// (ensemble::escaped): a newline or a terminal escape in a chat cannot forge a line of output
+// or take over the terminal.
 #pragma once
+
+#include <ensemble/text.hpp>
 
 #include <cstdio>
 #include <iostream>
@@ -27,7 +32,7 @@ std::string concat(const Parts&... parts) {
 // One line to stdout.
 template <class... Parts>
 void say(const Parts&... parts) {
-  const std::string line = concat(parts...) + "\n";
+  const std::string line = ensemble::escaped(concat(parts...)) + "\n";
   std::lock_guard lock(output_mutex());
   std::cout << line << std::flush;
 }
@@ -35,7 +40,7 @@ void say(const Parts&... parts) {
 // One line to stderr.
 template <class... Parts>
 void complain(const Parts&... parts) {
-  const std::string line = concat(parts...) + "\n";
+  const std::string line = ensemble::escaped(concat(parts...)) + "\n";
   std::lock_guard lock(output_mutex());
   std::cerr << line << std::flush;
 }

@@ -173,7 +173,8 @@ TEST_CASE("SIGTERM while registering: the bot does not wait for the daemon's `re
   for (const char* which : {"ENSEMBLE_ECHO", "ENSEMBLE_SLOW_BOT"}) {
     CAPTURE(which);
     ChildProcess bot(program(which), {"--socket", (dir / "api.sock").string()});
-    std::this_thread::sleep_for(500ms);  // connected and registering, held by the daemon
+    REQUIRE(bot.wait_line(": registering service ", 30s));
+    std::this_thread::sleep_for(300ms);  // the stream is open, the daemon holds it
     CHECK(terminate(bot, 5s) == 0);
     CHECK(bot.wait_line(": stopped before registering$", 1s));
   }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <ensemble/detail/base58.hpp>
+#include <ensemble/detail/escape.hpp>
 #include <ensemble/errors.hpp>
 
 #include <openssl/evp.h>
@@ -16,7 +17,6 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <span>
 #include <string>
@@ -59,32 +59,6 @@ inline std::array<std::uint8_t, 4> address_checksum(std::span<const std::uint8_t
   const Sha256 first = sha256(payload);
   const Sha256 second = sha256(first);
   return {second[0], second[1], second[2], second[3]};
-}
-
-// Go's %q for the ASCII range, so AddressError texts match the daemon's
-// (`manifest.allowlist[0] "x" is not a valid ensemble address`).
-inline std::string go_quote(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (u < 0x20 || u == 0x7f) {
-          char escaped[5];
-          std::snprintf(escaped, sizeof escaped, "\\x%02x", u);
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
 }
 
 // The last address this thread found valid. Every Service action to a peer is checked

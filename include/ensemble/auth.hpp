@@ -158,9 +158,9 @@ struct SeedFileReader {
   }
 };
 
-inline std::string quoted_path(const std::filesystem::path& path) {
-  return "\"" + path.string() + "\"";
-}
+// Quoted, with control and invisible characters escaped: the path goes into exception texts
+// and log lines, which must stay one visible line whatever bytes it holds.
+inline std::string quoted_path(const std::filesystem::path& path) { return go_quote(path.string()); }
 
 inline std::string octal_mode(mode_t mode) {
   char text[8];

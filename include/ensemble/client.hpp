@@ -25,6 +25,8 @@
 #include <ensemble/detail/callback_thread.hpp>
 #include <ensemble/detail/channel.hpp>
 #include <ensemble/detail/connection.hpp>
+#include <ensemble/detail/deadline.hpp>
+#include <ensemble/detail/failure.hpp>
 #include <ensemble/detail/unary.hpp>
 #include <ensemble/errors.hpp>
 #include <ensemble/file_transfer.hpp>
@@ -66,11 +68,12 @@ class BasicClient {
     if (options.on_connectivity) {
       connectivity = std::make_shared<detail::ConnectivityMonitor>(std::move(options.on_connectivity));
     }
-    // Two statements: make_channel checks the token, so it must run before the token is
-    // moved out (the order of evaluating one call's arguments is unspecified).
-    auto channel = detail::make_channel(options, std::move(signer), connectivity);
+    // Separate statements: check_options checks the token, so it must run before the token
+    // is moved out (the order of evaluating one call's arguments is unspecified).
+    detail::CheckedTarget target = detail::check_options(options);
+    auto channel = detail::make_channel(options, target, std::move(signer), connectivity);
     conn_ = detail::make_connection(std::move(channel), std::move(options.service_token),
-                                    options.max_message_bytes);
+                                    options.max_message_bytes, std::move(target.socket_file));
     conn_->connectivity = std::move(connectivity);
   }
 
@@ -229,22 +232,41 @@ class BasicClient {
   // Blocks until the daemon reports itself ready: GetStatus tor_state "ready", which is
   // when Tor has bootstrapped and RegisterService works (the daemon's tor_ready event
   // marks the same moment). Polls GetStatus with a backoff of 100 ms doubling to 2 s,
-  // through a daemon that is not there yet (UNAVAILABLE) or still "bootstrapping". Returns
-  // that status. Throws RpcError: DEADLINE_EXCEEDED when `timeout` passes first (zero: no
-  // limit), FAILED_PRECONDITION when tor_state is "disabled" (Tor failed to start, so the
-  // registry never comes up), or the status of any other failed call (auth, ...). For a
-  // service, ServiceOptions::wait_for_daemon does the same waiting inside start().
+  // through a daemon that is not there yet (UNAVAILABLE) or still "bootstrapping"; when the
+  // next pause would pass the deadline, it pauses until the deadline and asks once more
+  // (that poll gets 100 ms), so it never gives up before `timeout` has passed. Why it is still waiting goes to the
+  // log sink (log.hpp) when it starts, when the reason changes and after 10, 100, ...
+  // polls. Returns that status. Throws RpcError: DEADLINE_EXCEEDED when `timeout` passes
+  // first (zero, or one too long for the clock such as milliseconds::max(): no limit;
+  // negative: ConfigError),
+  // FAILED_PRECONDITION when tor_state is "disabled" (Tor failed to start, so the registry
+  // never comes up), UNAVAILABLE with the cause at once when waiting cannot help (the
+  // socket path is not a socket or this user may not open it; the TLS handshake fails), or
+  // the status of any other failed call (auth, ...). For a service,
+  // ServiceOptions::wait_for_daemon does the same waiting inside start().
   NodeStatus wait_until_ready(std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
     using clock = std::chrono::steady_clock;
-    const auto deadline = timeout.count() > 0 ? clock::now() + timeout : clock::time_point::max();
-    std::chrono::milliseconds delay(100);
+    using std::chrono::milliseconds;
+    if (timeout.count() < 0) {
+      throw ConfigError("Client::wait_until_ready: timeout is negative (" + std::to_string(timeout.count()) +
+                        " ms); use 0 for no limit");
+    }
+    const auto deadline = timeout.count() > 0 ? detail::deadline_after<clock>(timeout) : std::nullopt;
+    // Each poll may take what is left of `timeout`, and at least this: enough for the last
+    // one, made at the deadline, to connect and be answered.
+    constexpr milliseconds kPollAtLeast(100);
+    milliseconds delay(100);
+    bool last_poll = false;
     std::string last = "no answer yet";
-    while (true) {
+    detail::RetryNotes notes;
+    for (int attempt = 1;; ++attempt) {
       CallOptions call;
-      if (timeout.count() > 0) {
-        call.timeout = std::max(std::chrono::milliseconds(1),
-                                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()));
+      if (deadline) {
+        call.timeout = std::max(kPollAtLeast, std::chrono::ceil<milliseconds>(*deadline - clock::now()));
       }
+      // Connect at once rather than after the channel's own backoff (up to 2 s), so that a
+      // daemon that has just come up is seen by this poll.
+      grpc::experimental::ChannelResetConnectionBackoff(connection()->channel.get());
       try {
         NodeStatus status = get_status(call);
         if (status.tor_state == "ready") return status;
@@ -253,18 +275,32 @@ class BasicClient {
                                                    "tor_state \"disabled\": Tor failed to start, so the daemon's "
                                                    "service registry will not come up"));
         }
-        last = "tor_state \"" + status.tor_state + "\"";
+        last = "tor_state " + detail::go_quote(status.tor_state);
       } catch (const RpcError& e) {
         if (e.code() != grpc::StatusCode::UNAVAILABLE && e.code() != grpc::StatusCode::DEADLINE_EXCEEDED) throw;
-        last = e.what();
+        const detail::FailureCause cause = detail::classify_failure(e.status(), conn_->socket_file);
+        if (cause.permanent) throw RpcError("GetStatus", detail::with_cause(e.status(), cause));
+        last = cause.why;
       }
-      if (clock::now() + delay >= deadline) {
-        throw RpcError("GetStatus", grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                                                 "the daemon was not ready within " + std::to_string(timeout.count()) +
-                                                     " ms (last: " + last + ")"));
+      if (auto line = notes.note("Client::wait_until_ready", "waiting for the daemon: " + last, attempt)) {
+        detail::log(LogLevel::warning, *line, {.call = "GetStatus"});
+      }
+      if (deadline) {
+        const auto now = clock::now();
+        if (last_poll || now >= *deadline) {
+          throw RpcError("GetStatus", grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                                   "the daemon was not ready within " + std::to_string(timeout.count()) +
+                                                       " ms (last: " + last + ")"));
+        }
+        if (now + delay >= *deadline) {
+          // The next pause would pass the deadline: pause until it, and ask once more.
+          std::this_thread::sleep_until(*deadline);
+          last_poll = true;
+          continue;
+        }
       }
       std::this_thread::sleep_for(delay);
-      delay = std::min(delay * 2, std::chrono::milliseconds(2000));
+      delay = std::min(delay * 2, milliseconds(2000));
     }
   }
 

@@ -24,13 +24,21 @@ struct ClientOptions {
   // Exactly one of these two. socket_path is the daemon's Unix socket ("/run/ensemble/sock"),
   // dialled exactly as written whatever bytes it holds, at most 107 bytes on Linux; the
   // "unix:PATH" and "unix:///ABS/PATH" forms are accepted too, without '%', '?' or '#'.
-  // addr is "host:port" or "[ipv6]:port" over TCP, port 1 to 65535. The Client's
-  // constructor refuses anything else with a ConfigError (README, "Connecting").
+  // addr is "host:port" or "[ipv6]:port" over TCP, port 1 to 65535; an IPv4 address in any
+  // form the C library reads ("127.1", "0x7f.0.0.1") is dialled as its dotted quad, and
+  // "localhost." as "localhost", since gRPC's resolver would ask DNS about those spellings.
+  // The Client's constructor refuses anything else with a ConfigError (README, "Connecting").
   std::string socket_path{};
   std::string addr{};
 
-  // TLS, for addr only. tls uses the system trust store; tls_root_certs (PEM text) replaces
-  // it, e.g. with a LAN CA, and implies tls.
+  // TLS, for addr only. tls uses the system trust store (or the PEM file named by
+  // GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, gRPC's own setting); tls_root_certs (PEM text)
+  // replaces it, e.g. with a LAN CA, and implies tls. Either is read when the Client is
+  // built: a bundle without a certificate, or with one that does not parse, is a
+  // ConfigError naming the option or the variable (gRPC would otherwise fail every call with
+  // UNAVAILABLE "empty address list"). TLS to a host that is not loopback is the one
+  // channel that follows the host's proxy settings (grpc_proxy, https_proxy, http_proxy,
+  // no_proxy): a Unix socket, loopback and plaintext TCP never go through a proxy.
   bool tls = false;
   std::string tls_root_certs{};
   // DEVELOPMENT ONLY: encrypts but skips every check of the server's certificate, so anyone
@@ -65,7 +73,9 @@ struct ClientOptions {
   // "too_many_pings" and closes the connection, ending every stream on it (UNAVAILABLE; a
   // service then reconnects, an event subscription ends). A shorter interval therefore costs
   // that GOAWAY on a quiet daemon: use one only against a daemon (or test double) that
-  // permits it. Zero turns keepalive off. No pings are sent without an open call.
+  // permits it. Zero turns keepalive off. No pings are sent without an open call. A negative
+  // value, or a keepalive_timeout under 1 ms with keepalive on, is a ConfigError; beyond
+  // gRPC's 2^31-1 ms (24.8 days) either counts as that.
   std::chrono::milliseconds keepalive_interval{300'000};
   std::chrono::milliseconds keepalive_timeout{20'000};
 
@@ -98,7 +108,9 @@ struct ClientOptions {
 
 // Per-call settings for node-level calls (Client::get_status(…, CallOptions{…}) etc.).
 struct CallOptions {
-  // Zero means no deadline. A call past its deadline fails with DEADLINE_EXCEEDED.
+  // Zero means no deadline, and so does a timeout too long for the clock (about 200 years
+  // and more: std::chrono::milliseconds::max()); negative is a ConfigError when the call is
+  // made. A call past its deadline fails with DEADLINE_EXCEEDED.
   std::chrono::milliseconds timeout{0};
 };
 

@@ -21,5 +21,6 @@
 #include <ensemble/service_options.hpp>
 #include <ensemble/signals.hpp>
 #include <ensemble/spawn.hpp>
+#include <ensemble/text.hpp>
 #include <ensemble/thread_pool.hpp>
 #include <ensemble/version.hpp>

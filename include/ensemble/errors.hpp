@@ -3,6 +3,8 @@
 // variable, which address, which field) so they can be shown to a user as they are.
 #pragma once
 
+#include <ensemble/detail/escape.hpp>
+
 #include <grpcpp/support/status.h>
 
 #include <stdexcept>
@@ -37,12 +39,14 @@ class AddressError : public Error {
 };
 
 // A call the daemon answered with a non-OK gRPC status. code() and daemon_message() are the
-// status as the daemon sent it; what() adds the call's name for context.
+// status as the daemon sent it; what() adds the call's name for context and shows the
+// daemon's text with control and invisible characters escaped (a newline as \n, an ANSI
+// escape as \x1b), so that printing what() never prints more than one visible line.
 class RpcError : public Error {
  public:
   RpcError(std::string call, grpc::Status status)
       : Error(call + " failed: " + status_name(status.error_code()) + ": " +
-              status.error_message() + hint(status)),
+              detail::escaped_text(status.error_message()) + hint(status)),
         call_(std::move(call)),
         status_(std::move(status)) {}
 
@@ -79,6 +83,8 @@ class RpcError : public Error {
         }
         return {};
       case grpc::StatusCode::UNAVAILABLE:
+        // A cause the library found (detail/failure.hpp) says more than a guess.
+        if (text.find("[not retried: ") != std::string::npos) return {};
         return " (is the daemon running, and is this its socket or address?)";
       default:
         return {};
@@ -127,8 +133,8 @@ class RegistrationError : public RpcError {
   RegistrationError(std::string service_name, grpc::Status status)
       : RpcError("RegisterService", status,
                  "registering service \"" + service_name + "\" failed: " +
-                     status_name(status.error_code()) + ": " + status.error_message() +
-                     hint(status)),
+                     status_name(status.error_code()) + ": " +
+                     detail::escaped_text(status.error_message()) + hint(status)),
         service_name_(std::move(service_name)) {}
 
   const std::string& service_name() const noexcept { return service_name_; }

@@ -4,7 +4,10 @@
 // says which, so a newer daemon can never crash an older bot.
 #pragma once
 
+#include <ensemble/detail/escape.hpp>
 #include <ensemble/proto/ensemble.pb.h>
+
+#include <google/protobuf/unknown_field_set.h>
 
 #include <chrono>
 #include <cstdint>
@@ -64,8 +67,13 @@ struct PeerIntroduction {
   std::string payload;
 };
 
-// An event this version cannot decode: a type it does not know (problem empty), or a known
-// type whose payload did not parse (problem says so). payload is the raw bytes.
+// Something this version cannot decode, passed on rather than lost:
+//   - an event of a type it does not know: type and payload as sent, problem empty;
+//   - an event of a known type whose payload did not parse: problem says so;
+//   - a message of a kind it does not know (a newer daemon's ServiceServerMessage that is
+//     neither `registered`, nor an event, nor an error): type empty, payload the message's
+//     bytes as received, problem naming its field number.
+// Counted in ServiceStats::events_received like every other event.
 struct UnknownEvent {
   std::string type;
   std::string payload;
@@ -109,7 +117,7 @@ inline ServiceEvent decode_event(const api::ServiceEvent& event) {
   const std::string& type = event.type();
   const std::string& bytes = event.payload();
   auto undecodable = [&] {
-    return UnknownEvent{type, bytes, "payload of \"" + type + "\" event does not parse"};
+    return UnknownEvent{type, bytes, "payload of " + detail::go_quote(type) + " event does not parse"};
   };
   if (type == event_type::chat_message) {
     api::ServiceChatMessageEvent m;
@@ -140,6 +148,21 @@ inline ServiceEvent decode_event(const api::ServiceEvent& event) {
                             std::move(*m.mutable_payload())};
   }
   return UnknownEvent{type, bytes, {}};
+}
+
+// A ServiceServerMessage whose payload this version does not know (msg not set: the field
+// number is a newer daemon's), as the UnknownEvent that reaches on_unknown.
+inline UnknownEvent decode_unknown_message(const api::ServiceServerMessage& message) {
+  UnknownEvent out;
+  message.SerializeToString(&out.payload);
+  const auto& fields = message.GetReflection()->GetUnknownFields(message);
+  if (fields.field_count() == 0) {
+    out.problem = "an empty ServiceServerMessage (no field this version knows or does not know)";
+    return out;
+  }
+  out.problem = "a ServiceServerMessage kind this version does not know (field " +
+                std::to_string(fields.field(0).number()) + ")";
+  return out;
 }
 
 inline ServiceError decode_error(const api::ServiceError& error) {

@@ -83,11 +83,13 @@ inline Result<FileProgress> file_transfer_result(const grpc::Status& status,
   }
   if (!last->error.empty()) {
     return Result<FileProgress>(std::make_exception_ptr(
-        FileTransferError("SendFile: transfer " + last->transfer_id + " failed: " + last->error, last)));
+        FileTransferError("SendFile: transfer " + escaped_text(last->transfer_id) +
+                              " failed: " + escaped_text(last->error), last)));
   }
   if (!last->complete) {
     return Result<FileProgress>(std::make_exception_ptr(FileTransferError(
-        "SendFile: the daemon ended the call before transfer " + last->transfer_id + " was complete", last)));
+        "SendFile: the daemon ended the call before transfer " + escaped_text(last->transfer_id) +
+            " was complete", last)));
   }
   return Result<FileProgress>(*last);
 }
@@ -201,6 +203,7 @@ inline std::shared_ptr<FileTransfer> open_file_transfer(std::shared_ptr<Connecti
                                                         std::function<void(const FileProgress&)> on_progress,
                                                         std::function<void(Result<FileProgress>)> on_done,
                                                         const CallOptions& options) {
+  check_call_options(options);
   auto* raw = new FileTransfer(std::move(conn), std::move(request), std::move(on_progress), std::move(on_done));
   // The handle's deleter is the user's reference: releasing it cancels and waits.
   std::shared_ptr<FileTransfer> handle(raw, [](FileTransfer* t) { t->release_from_owner(); });

@@ -1,10 +1,13 @@
 // Where the library's diagnostics go: one process-wide sink, stderr by default.
 //
 // The library reports what it cannot hand back to a caller (a handler or callback that
-// threw on a gRPC thread, a seed file that others can read) and what an operator wants to
-// see in a log (a service registered, registered again after a reconnect). Each diagnostic
-// is a LogRecord: a level, one line of text, and the service or the call it concerns. Route
-// them into the application's own logging with set_log_sink(), in either of two forms:
+// threw on a gRPC thread, a seed file that others can read, why it is still waiting for a
+// daemon: detail/failure.hpp, when the wait starts, when its reason changes, after 10, 100,
+// ... attempts) and what an operator wants to see in a log (a service registered,
+// registered again after a reconnect). Each diagnostic is a LogRecord: a level, one line of
+// text (text from the daemon or a peer in it is escaped), and the service or the call it
+// concerns. Route them into the application's own logging with set_log_sink(), in either
+// of two forms:
 //
 //     ensemble::set_log_sink([](const ensemble::LogRecord& r) {      // the whole record
 //       spdlog::log(r.level == ensemble::LogLevel::error ? spdlog::level::err : spdlog::level::info,

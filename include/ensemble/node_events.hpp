@@ -20,6 +20,7 @@
 #pragma once
 
 #include <ensemble/client_options.hpp>
+#include <ensemble/detail/bounded_json.hpp>
 #include <ensemble/detail/callback_thread.hpp>
 #include <ensemble/detail/connection.hpp>
 #include <ensemble/detail/read_stream.hpp>
@@ -55,23 +56,31 @@ inline constexpr std::string_view peer_online = "peer_online";
 inline constexpr std::string_view error = "error";
 }  // namespace node_event_type
 
-// One node event. payload is the parsed JSON; a payload that is not JSON at all is kept as
-// a JSON string holding the raw text (so nothing is lost and nothing throws). raw_payload
-// is the text exactly as the daemon sent it, so `payload.is_string()` plus a comparison
-// with raw_payload tells a bare JSON string from unparsable text. (Such raw text may be
-// invalid UTF-8, which payload.dump() refuses unless given an error handler.) A plain
-// value: copy it and keep it beyond the handler as you like.
+// One node event. payload is the parsed JSON. A payload that cannot be taken as JSON is kept
+// as a JSON string holding the raw text, and problem says why: it is not JSON at all, or it
+// is nested deeper than 64 levels (a depth no daemon payload has; values nested that deep
+// would make every later copy, comparison or dump() of the event recurse deeply enough to
+// overflow a thread's stack). So nothing is lost and nothing throws. raw_payload is the text
+// exactly as the daemon sent it. (Raw text may be invalid UTF-8, which payload.dump()
+// refuses unless given an error handler.) A plain value: copy it and keep it beyond the
+// handler as you like.
 struct DaemonEvent {
   std::string type{};
   nlohmann::json payload{};
   std::string raw_payload{};
+  std::string problem{};  // empty: payload is the parsed JSON
 
   // Builds the event as the stream delivers it. Never throws on bad JSON.
   static DaemonEvent from_wire(std::string type, std::string raw) {
     DaemonEvent ev;
     ev.type = std::move(type);
-    ev.payload = nlohmann::json::parse(raw, nullptr, /*allow_exceptions=*/false);
-    if (ev.payload.is_discarded()) ev.payload = raw;
+    std::string why;
+    if (auto parsed = detail::parse_bounded_json(raw, why)) {
+      ev.payload = std::move(*parsed);
+    } else {
+      ev.payload = raw;
+      ev.problem = "payload " + why + "; kept as raw text";
+    }
     ev.raw_payload = std::move(raw);
     return ev;
   }
@@ -347,6 +356,7 @@ inline std::shared_ptr<EventSubscription> open_events(std::shared_ptr<Connection
                                                       std::function<void(const DaemonEvent&)> on_event,
                                                       std::function<void(const grpc::Status&)> on_end,
                                                       const CallOptions& options) {
+  check_call_options(options);
   auto* raw = new EventSubscription(std::move(conn), std::move(on_event), std::move(on_end));
   // The handle's deleter is the user's reference: releasing it cancels and waits.
   std::shared_ptr<EventSubscription> handle(raw, [](EventSubscription* s) { s->release_from_owner(); });

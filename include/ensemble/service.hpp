@@ -30,7 +30,9 @@
 //     service, so that a busy, paused or stopped executor cannot hold the end up.
 //   - While turns run the service keeps reading into a bounded queue
 //     (ServiceOptions::event_queue_capacity); when full the OLDEST queued event is dropped,
-//     counted (stats().events_dropped) and reported to on_events_dropped.
+//     counted (stats().events_dropped) and reported to on_events_dropped. (Without an
+//     executor, once the turns have proved quick, each runs before the next read starts,
+//     for the reply's latency; a slow turn puts the service back to reading first.)
 //   - A service started with no event handler is read with next_event() instead (pull mode);
 //     its other callbacks still run as turns.
 //   - Actions (send_message, accept_connection, ...) may be called from any thread, any
@@ -71,6 +73,7 @@
 #include <ensemble/detail/connection.hpp>
 #include <ensemble/detail/deadline.hpp>
 #include <ensemble/detail/dispatch.hpp>
+#include <ensemble/detail/failure.hpp>
 #include <ensemble/detail/turn_queue.hpp>
 #include <ensemble/detail/unary.hpp>
 #include <ensemble/detail/wire_check.hpp>
@@ -85,6 +88,7 @@
 #include <grpcpp/support/client_callback.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -122,12 +126,13 @@ enum class ServiceState {
 //     daemon acknowledges nothing, and if it goes away, written actions may never reach it.
 //   actions_unsent: provably never left (still queued when the stream ended, or its write
 //     failed); each was reported to on_unsent.
-// Likewise every event read off the stream (ServiceEvent or a daemon error on the open
-// stream) is counted in events_received and ends up in exactly one of events_delivered (handed
-// to a handler or returned by next_event), events_dropped (the read-ahead queue was full;
-// reported to on_events_dropped), events_discarded (cancelled, ended or drained before it was
-// delivered) or events_queued(): received = delivered + dropped + discarded + queued, at
-// every moment (the four are read together).
+// Likewise every event read off the stream (an event, a message of a kind this version does
+// not know, or a daemon error on the open stream) is counted in events_received and ends up
+// in exactly one of events_delivered (handed to a handler or returned by next_event),
+// events_dropped (the read-ahead queue was full; reported to on_events_dropped),
+// events_discarded (cancelled, ended or drained before it was delivered) or events_queued():
+// received = delivered + dropped + discarded + queued, at every moment (the four are read
+// together).
 struct ServiceStats {
   std::uint64_t events_received = 0;
   std::uint64_t actions_written = 0;
@@ -234,11 +239,13 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   // UNAVAILABLE, UNIMPLEMENTED, or DEADLINE_EXCEEDED after ServiceOptions::registration_timeout).
   // With ServiceOptions::wait_for_daemon it waits through a daemon that is not up yet
   // (UNAVAILABLE) or still bootstrapping Tor (UNIMPLEMENTED), registering again with the
-  // ReconnectPolicy's backoff. close(), drain(), cancel() or a stop_on() token from another
-  // thread end it at once, without the daemon (RegistrationError CANCELLED). A failed start()
-  // leaves the service ended (wait() returns the status). Throws Error when it was already
-  // started, ServiceClosedError when it was cancelled or closed before start() or its Client
-  // has been destroyed.
+  // ReconnectPolicy's backoff, unless waiting cannot help (the socket path is not a socket,
+  // this user may not open it, the TLS handshake fails: UNAVAILABLE at once, with the cause).
+  // close(), drain(), cancel() or a stop_on() token from another thread end it at once,
+  // without the daemon (RegistrationError CANCELLED, with what the last attempt met). A
+  // failed start() leaves the service ended (wait() returns the status). Throws Error when it
+  // was already started, ServiceClosedError when it was cancelled or closed before start() or
+  // its Client has been destroyed.
   void start() { start_async().get(); }
 
   // The same without blocking: the future becomes ready at `registered`, or holds the
@@ -428,7 +435,7 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
 
   // Blocks until every action queued so far has been handed to gRPC's transport (not: has
   // reached the daemon). False on timeout or when the stream ended first (the leftovers
-  // went to on_unsent).
+  // went to on_unsent). A timeout too long for the clock (milliseconds::max()) is no limit.
   bool flush(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mu_);
     return wait_up_to(lock, timeout, [&] { return !write_in_flight_ && pending_.empty(); }) &&
@@ -516,8 +523,8 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     return final_status_;
   }
 
-  // The same with a limit; nullopt when the service has not ended within `timeout`. Throws
-  // where wait() throws.
+  // The same with a limit; nullopt when the service has not ended within `timeout` (100
+  // years or more: no limit, as wait()). Throws where wait() throws.
   std::optional<grpc::Status> wait_for(std::chrono::milliseconds timeout) {
     refuse_blocking("wait_for()");
     std::unique_lock lock(mu_);
@@ -630,7 +637,9 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     }
     // Read ahead: decode into the queue and start the next read at once, then run what the
     // queue says is ready (here, or on the executor), so that reading goes on while turns
-    // run. incoming_ is free for the next read because the queue holds decoded values.
+    // run. Once this thread's turns have proved quick they run before the read starts, as a
+    // raw reactor's would: the reply does not wait behind the read (run_before_reading()).
+    // incoming_ is free for the next read because the queue holds decoded values.
     bool launch = false;
     switch (incoming_.msg_case()) {
       case api::ServiceServerMessage::kRegistered: on_registered(); break;
@@ -639,7 +648,14 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
                                    decode_event(incoming_.event())));
         break;
       case api::ServiceServerMessage::kError: launch = on_daemon_error(); break;
-      case api::ServiceServerMessage::MSG_NOT_SET: break;  // a newer daemon's message kind
+      case api::ServiceServerMessage::MSG_NOT_SET:  // a newer daemon's message kind: on_unknown
+        launch = accept(decode_unknown_message(incoming_));
+        break;
+    }
+    if (launch && queue_->run_before_reading()) {
+      queue_->launch();
+      StartRead(&incoming_);
+      return;
     }
     StartRead(&incoming_);
     if (launch) queue_->launch();
@@ -719,7 +735,8 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     try {
       std::rethrow_exception(error);
     } catch (const std::exception& e) {
-      detail::log(LogLevel::error, "a handler of service \"" + name_ + "\" threw: " + e.what(), {.service = name_});
+      detail::log(LogLevel::error, "a handler of service \"" + name_ + "\" threw: " + detail::escaped_text(e.what()),
+                  {.service = name_});
     } catch (...) {
       detail::log(LogLevel::error, "a handler of service \"" + name_ + "\" threw", {.service = name_});
     }
@@ -1038,21 +1055,37 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   //  - never registered (ServiceOptions::wait_for_daemon): the daemon is not up yet
   //    (UNAVAILABLE) or its registry is not, while Tor bootstraps (UNIMPLEMENTED "service
   //    registry not configured on this daemon").
-  // Either way within ReconnectPolicy::max_attempts consecutive failures.
-  bool should_retry_locked(const grpc::Status& status, bool was_registered) const {
+  // Either way within ReconnectPolicy::max_attempts consecutive failures, and only while the
+  // failure is one time can mend (detail/failure.hpp): on a permanent one (the socket path is
+  // not a socket, this user may not open it, the TLS handshake fails) `status` gets the
+  // cause added and the wait ends. A retry leaves its reason in retry_note_ for the log.
+  bool should_retry_locked(grpc::Status& status, bool was_registered) {
     const auto& policy = options_.reconnect;
     if (policy.max_attempts != 0 && failed_attempts_ >= policy.max_attempts) return false;
     const auto code = status.error_code();
     const bool not_ready = code == grpc::StatusCode::UNAVAILABLE ||
                            (code == grpc::StatusCode::UNIMPLEMENTED &&
                             status.error_message().find("service registry") != std::string::npos);
+    bool retry = false;
     if (ever_registered_) {
-      if (!policy.enabled) return false;
-      return code == grpc::StatusCode::UNAVAILABLE ||
-             (!was_registered && (not_ready || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
-                                  code == grpc::StatusCode::ALREADY_EXISTS));
+      retry = policy.enabled &&
+              (code == grpc::StatusCode::UNAVAILABLE ||
+               (!was_registered && (not_ready || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                                    code == grpc::StatusCode::ALREADY_EXISTS)));
+    } else {
+      retry = options_.wait_for_daemon && not_ready;
     }
-    return options_.wait_for_daemon && not_ready;
+    if (!retry) return false;
+    const detail::FailureCause cause = detail::classify_failure(status, conn_->socket_file);
+    if (cause.permanent) {
+      status = detail::with_cause(status, cause);
+      return false;
+    }
+    last_failure_ = status;
+    retry_note_ = retry_notes_.note("service \"" + name_ + "\"",
+                                    (ever_registered_ ? "reconnecting: " : "waiting for the daemon: ") + cause.why,
+                                    std::max(failed_attempts_, 1));
+    return true;
   }
 
   // Canonical order (gRPC's callback examples): bind, first write, first read, hold, call.
@@ -1145,6 +1178,12 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   // own. The pending callback holds a reference to the service; close(), cancel() and
   // ~Client cancel the alarm, which then runs its callback at once.
   void schedule_reconnect() {
+    std::optional<std::string> note;
+    {
+      std::lock_guard lock(mu_);
+      note = std::exchange(retry_note_, std::nullopt);
+    }
+    if (note) detail::log(LogLevel::warning, *note, {.service = name_});
     refs_.fetch_add(1, std::memory_order_relaxed);
     const auto delay = next_backoff();
     {
@@ -1186,9 +1225,11 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
       if (user_closed_) {
         // start() (when still waiting) says what stopped it and what the daemon said last.
         std::string why = "closed while waiting to register service \"" + name_ + "\" again";
-        if (!refusal_.ok()) {
-          why += " (the last attempt: " + RpcError::status_name(refusal_.error_code()) + ": " +
-                 refusal_.error_message() + ")";
+        // The failure being waited out (a lost stream's too), else the last refusal.
+        const grpc::Status& last = !last_failure_.ok() ? last_failure_ : refusal_;
+        if (!last.ok()) {
+          why += " (the last attempt: " + RpcError::status_name(last.error_code()) + ": " +
+                 last.error_message() + ")";
         }
         refusal_ = grpc::Status(grpc::StatusCode::CANCELLED, why);
         give_up = graceful_ ? grpc::Status::OK : refusal_;
@@ -1210,7 +1251,8 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     for (int i = 1; i < failed_attempts_ && delay < static_cast<double>(p.max_backoff.count()); ++i) {
       delay *= p.multiplier;
     }
-    delay = std::min(delay, static_cast<double>(p.max_backoff.count()));
+    // At most kForever (100 years), so that no duration overflows the clock.
+    delay = std::min({delay, static_cast<double>(p.max_backoff.count()), static_cast<double>(detail::kForever.count())});
     thread_local std::mt19937 rng{std::random_device{}()};
     std::uniform_real_distribution<double> factor(1.0 - p.jitter, 1.0 + p.jitter);
     return std::chrono::milliseconds(static_cast<long long>(delay * factor(rng)));
@@ -1449,6 +1491,9 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   std::uint64_t attempt_id_ = 0;     // counts stream attempts, so a timer knows its own
   bool attempt_timed_out_ = false;   // registration_timeout cancelled this attempt
   grpc::Status refusal_;             // how the latest unregistered attempt ended, never OK
+  grpc::Status last_failure_;        // the failure the reconnect policy is waiting out
+  detail::RetryNotes retry_notes_;   // what waiting has logged
+  std::optional<std::string> retry_note_;  // a log line for schedule_reconnect()
   bool finished_ = false;
   grpc::Status final_status_;
 };

@@ -38,9 +38,13 @@ enum class Transport {
 // handlers are kept; actions issued while down fail with ServiceClosedError. A
 // re-registration that meets a daemon still starting up again (UNIMPLEMENTED while Tor
 // bootstraps), that the daemon refuses with ALREADY_EXISTS (it still holds the name for the
-// stream it lost a moment ago) or that times out (registration_timeout) is retried too. The
-// backoff numbers also pace ServiceOptions::wait_for_daemon. Values out of range are a
-// ConfigError when the service is made.
+// stream it lost a moment ago) or that times out (registration_timeout) is retried too. A
+// failure that waiting cannot mend ends the service at once instead, with the cause in its
+// status: the socket path is not a socket, this user may not open it, the TLS handshake
+// fails. Why it retries goes to the log sink (log.hpp) when it starts, when the reason
+// changes and after 10, 100, ... attempts. The backoff numbers also pace
+// ServiceOptions::wait_for_daemon. Values out of range are a ConfigError when the service is
+// made; a delay longer than 100 years is a wait of 100 years (no clock overflows).
 struct ReconnectPolicy {
   bool enabled = false;
   std::chrono::milliseconds initial_backoff{200};  // >= 0
@@ -67,8 +71,8 @@ struct ServiceOptions {
   // a healthy daemon never fails it; lower it only where you know the daemon's Tor is
   // fast. It applies to every attempt: start()'s, each retry of wait_for_daemon and each
   // reconnect. Zero: wait without limit (a frozen daemon is still noticed through
-  // ClientOptions::keepalive_interval), as a CallOptions::timeout of zero means no deadline;
-  // negative is a ConfigError.
+  // ClientOptions::keepalive_interval), as a CallOptions::timeout of zero means no deadline,
+  // and so does one too long for the clock (milliseconds::max()); negative is a ConfigError.
   std::chrono::milliseconds registration_timeout{600'000};
   // start() waits for a daemon that is not ready yet instead of failing: one whose socket
   // does not exist yet (UNAVAILABLE) or whose service registry is not up while Tor
@@ -77,7 +81,10 @@ struct ServiceOptions {
   // whether or not reconnect.enabled) until registered, until reconnect.max_attempts
   // consecutive failures, or until cancel(). For a bot started alongside its daemon (a
   // sidecar, a systemd unit ordered only loosely after it). Other refusals (ALREADY_EXISTS,
-  // INVALID_ARGUMENT, auth) still fail start() at once.
+  // INVALID_ARGUMENT, auth), and failures waiting cannot mend (the socket path is not a
+  // socket, this user may not open it, the TLS handshake fails), still fail start() at once,
+  // with the cause in the RegistrationError. Each reason to wait is logged (see
+  // ReconnectPolicy).
   bool wait_for_daemon = false;
   ReconnectPolicy reconnect{};
   // Read-ahead: how many events the library reads off the stream and keeps while handlers
@@ -161,8 +168,8 @@ inline void check_timing(const ServiceOptions& options) {
 inline api::ServiceClientMessage make_manifest(const std::string& name, Transport transport,
                                                const ServiceOptions& options) {
   if (!is_valid_service_name(name)) {
-    throw ConfigError("service name \"" + name +
-                      "\" is invalid: use lowercase letters, digits, '-' and '_', starting "
+    throw ConfigError("service name " + shown(name) +
+                      " is invalid: use lowercase letters, digits, '-' and '_', starting "
                       "and ending with a letter or digit");
   }
   check_timing(options);

@@ -2,19 +2,27 @@
 // (systemd sends SIGTERM) ends a bot cleanly at any moment of its life: before the daemon
 // exists, while registering, with turns in flight.
 //
-//     ensemble::SignalStop stop;                 // from here on, SIGINT/SIGTERM request a stop
-//     auto bot = client.service("bot", options);
-//     bot->stop_on(stop.token(), std::chrono::seconds(10));  // then drain, up to 10 s
-//     bot->start();   // throws RegistrationError (CANCELLED) if the stop comes first
-//     bot->wait();    // OK once drained and closed
+//     int main() {
+//       ensemble::SignalStop stop;  // first thing: before the Client and its gRPC threads
+//       auto client = ensemble::Client::from_env();
+//       auto bot = client.service("bot", options);
+//       bot->stop_on(stop.token(), std::chrono::seconds(10));  // then drain, up to 10 s
+//       bot->start();   // throws RegistrationError (CANCELLED) if the stop comes first
+//       bot->wait();    // OK once drained and closed
+//     }
 //
-// A signal handler may run on any thread (a gRPC thread included) at any moment, so it must
-// not lock, allocate or call into the library. This one only write()s the signal number into
-// a pipe, which is async-signal-safe; a watcher thread that the constructor starts (the one
-// thread this class owns, joined by its destructor) reads it and requests the stop, so every
-// std::stop_callback on token() (Service::stop_on's among them) runs on that thread. A second
-// signal while the first is being handled exits at once with 128 + its number
-// (Options::second_signal_exits), for a shutdown that hangs.
+// How a signal gets here. The constructor blocks the signals in its own thread, so every
+// thread started after it (gRPC's among them, when the Client comes after) inherits the
+// block: the kernel then keeps a signal pending, and a watcher thread (the one thread this
+// class owns, started by the constructor and joined by the destructor) takes it from a
+// signalfd. A thread started earlier that does not block them still gets them, through a
+// handler that only write()s the signal number into a pipe the watcher also reads
+// (async-signal-safe; it must not lock, allocate or call into the library). Either way the
+// stop is requested on the watcher thread, so every std::stop_callback on token()
+// (Service::stop_on's among them) runs there. Constructing it first thing in main() keeps to
+// the first path, which also works where signal delivery to a thread parked in a raw system
+// call is deferred (ThreadSanitizer). A second signal while the first is being handled exits
+// at once with 128 + its number (Options::second_signal_exits), for a shutdown that hangs.
 #pragma once
 
 #include <ensemble/errors.hpp>
@@ -32,6 +40,9 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 namespace ensemble {
@@ -59,13 +70,16 @@ class SignalStop {
 
   SignalStop() : SignalStop(Options{}) {}
 
-  // Installs the handlers and starts the watcher thread. One SignalStop at a time per
-  // process (signal dispositions are process-wide): a second one throws Error, as does a
-  // signal number outside 1..255; ConfigError-free otherwise. Throws Error when the pipe or
-  // a handler cannot be set up (with errno's words).
+  // Blocks the signals in this thread, installs the handlers and starts the watcher thread.
+  // One SignalStop at a time per process (signal dispositions are process-wide): a second
+  // one throws Error, as does a signal number outside 1..255. Throws Error when the pipe,
+  // the signalfd or a handler cannot be set up (with errno's words).
   explicit SignalStop(Options options) : options_(std::move(options)) {
+    sigemptyset(&set_);
     for (int s : options_.signals) {
-      if (s <= 0 || s > 255) throw Error("SignalStop: " + std::to_string(s) + " is not a signal number");
+      if (s <= 0 || s > 255 || sigaddset(&set_, s) != 0) {
+        throw Error("SignalStop: " + std::to_string(s) + " is not a signal number");
+      }
     }
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) throw Error(std::string("SignalStop: pipe2 failed: ") + std::strerror(errno));
@@ -73,9 +87,15 @@ class SignalStop {
     write_fd_ = fds[1];
     int expected = -1;
     if (!detail::signal_pipe_write.compare_exchange_strong(expected, write_fd_)) {
-      ::close(read_fd_);
-      ::close(write_fd_);
+      close_fds();
       throw Error("SignalStop: another SignalStop exists in this process; share its token()");
+    }
+    signal_fd_ = ::signalfd(-1, &set_, SFD_CLOEXEC);
+    if (signal_fd_ < 0) {
+      const int error = errno;
+      detail::signal_pipe_write.store(-1);
+      close_fds();
+      throw Error(std::string("SignalStop: signalfd failed: ") + std::strerror(error));
     }
     previous_.resize(options_.signals.size());
     for (std::size_t i = 0; i < options_.signals.size(); ++i) {
@@ -87,27 +107,30 @@ class SignalStop {
         const int error = errno;
         restore(i);
         detail::signal_pipe_write.store(-1);
-        ::close(read_fd_);
-        ::close(write_fd_);
+        close_fds();
         throw Error("SignalStop: cannot handle signal " + std::to_string(options_.signals[i]) + ": " +
                     std::strerror(error));
       }
     }
+    ::pthread_sigmask(SIG_BLOCK, &set_, &previous_mask_);
+    owner_ = std::this_thread::get_id();
     watcher_ = std::thread([this] { watch(); });
   }
 
   SignalStop(const SignalStop&) = delete;
   SignalStop& operator=(const SignalStop&) = delete;
 
-  // Restores the handlers that were there before and joins the watcher thread.
+  // Joins the watcher thread and restores the handlers that were there before, and this
+  // thread's signal mask when it is the constructing thread (a signal still pending then
+  // takes its old course).
   ~SignalStop() {
-    restore(options_.signals.size());
-    detail::signal_pipe_write.store(-1);
     const unsigned char finish = 0;  // not a signal number: tells the watcher to return
     (void)!::write(write_fd_, &finish, 1);
     watcher_.join();
-    ::close(read_fd_);
-    ::close(write_fd_);
+    restore(options_.signals.size());
+    detail::signal_pipe_write.store(-1);
+    if (std::this_thread::get_id() == owner_) ::pthread_sigmask(SIG_SETMASK, &previous_mask_, nullptr);
+    close_fds();
   }
 
   // Stopped at the first signal (or request_stop()).
@@ -120,20 +143,41 @@ class SignalStop {
   void request_stop() noexcept { source_.request_stop(); }
 
  private:
+  // Reads signal numbers from the pipe (the handler's path) and the signalfd (the blocked
+  // path) until the destructor writes 0.
   void watch() {
     int seen = 0;
     for (;;) {
-      unsigned char byte = 0;
-      const ssize_t n = ::read(read_fd_, &byte, 1);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0 || byte == 0) return;
+      pollfd fds[2] = {{read_fd_, POLLIN, 0}, {signal_fd_, POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      int sig = -1;
+      if (fds[1].revents & POLLIN) {
+        signalfd_siginfo info{};
+        if (::read(signal_fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) sig = static_cast<int>(info.ssi_signo);
+      } else if (fds[0].revents & (POLLIN | POLLHUP)) {
+        unsigned char byte = 0;
+        const ssize_t n = ::read(read_fd_, &byte, 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 || byte == 0) return;
+        sig = byte;
+      }
+      if (sig <= 0) continue;
       if (++seen == 1) {
-        signal_.store(byte);
+        signal_.store(sig);
         source_.request_stop();
       } else if (options_.second_signal_exits) {
-        detail::log(LogLevel::error, "signal " + std::to_string(byte) + " while stopping: exiting without waiting");
-        std::_Exit(128 + byte);
+        detail::log(LogLevel::error, "signal " + std::to_string(sig) + " while stopping: exiting without waiting");
+        std::_Exit(128 + sig);
       }
+    }
+  }
+
+  void close_fds() noexcept {
+    for (int fd : {read_fd_, write_fd_, signal_fd_}) {
+      if (fd >= 0) ::close(fd);
     }
   }
 
@@ -142,11 +186,15 @@ class SignalStop {
   }
 
   Options options_;
+  sigset_t set_{};
+  sigset_t previous_mask_{};
+  std::thread::id owner_;
   std::stop_source source_;
   std::atomic<int> signal_{0};
   std::vector<struct sigaction> previous_;
   int read_fd_ = -1;
   int write_fd_ = -1;
+  int signal_fd_ = -1;
   std::thread watcher_;
 };
 

@@ -85,7 +85,7 @@ DaemonDouble::DaemonDouble(DaemonDoubleOptions options) : impl_(std::make_unique
   // The daemon's start-up: no socket for a while (calls fail UNAVAILABLE meanwhile).
   d.opener = std::thread([&d] {
     std::unique_lock lock(d.stop_mu);
-    if (d.stop_cv.wait_for(lock, d.options.socket_delay, [&d] { return d.stopped; })) return;
+    if (ensemble::detail::wait_up_to(d.stop_cv, lock, d.options.socket_delay, [&d] { return d.stopped; })) return;
     try {
       d.listen();
     } catch (const std::exception& e) {

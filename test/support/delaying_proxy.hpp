@@ -4,6 +4,8 @@
 // network, a loaded host), so a test can check that connecting does not time out early.
 #pragma once
 
+#include "loopback_socket.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -24,16 +26,7 @@ class DelayingProxy {
  public:
   DelayingProxy(int upstream_port, std::chrono::milliseconds accept_delay)
       : upstream_port_(upstream_port), delay_(accept_delay) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address = loopback(0);
-    socklen_t size = sizeof address;
-    if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
-        ::listen(listener_, 16) != 0 ||
-        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
-      if (listener_ >= 0) ::close(listener_);
-      throw std::runtime_error("delaying proxy: cannot listen on 127.0.0.1");
-    }
-    port_ = ntohs(address.sin_port);
+    listener_ = listen_on_loopback(port_, "delaying proxy");
     acceptor_ = std::thread([this] { accept_loop(); });
   }
   DelayingProxy(const DelayingProxy&) = delete;
@@ -58,14 +51,6 @@ class DelayingProxy {
   int accepted() const { return accepted_; }
 
  private:
-  static sockaddr_in loopback(int port) {
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return address;
-  }
-
   // Polls in short slices so that the destructor is never kept waiting long.
   bool wait_readable(int fd) const {
     pollfd p{fd, POLLIN, 0};
@@ -87,7 +72,7 @@ class DelayingProxy {
       if (client < 0) continue;
       ++accepted_;
       const int upstream = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      const sockaddr_in address = loopback(upstream_port_);
+      const sockaddr_in address = loopback_address(upstream_port_);
       if (upstream < 0 ||
           ::connect(upstream, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
         if (upstream >= 0) ::close(upstream);

@@ -3,6 +3,8 @@
 // closing its sockets. One thread, poll(); for tests only (blocking writes, small traffic).
 #pragma once
 
+#include "loopback_socket.hpp"
+
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -23,15 +25,7 @@ namespace test_support {
 class FreezableProxy {
  public:
   explicit FreezableProxy(int target_port) : target_port_(target_port) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr = loopback(0);
-    if (listen_fd_ < 0 || ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(listen_fd_, 16) != 0) {
-      throw std::runtime_error("proxy: cannot listen");
-    }
-    socklen_t len = sizeof addr;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    listen_fd_ = listen_on_loopback(port_, "freezable proxy");
     thread_ = std::thread([this] { run(); });
   }
   FreezableProxy(const FreezableProxy&) = delete;
@@ -50,14 +44,6 @@ class FreezableProxy {
   void freeze() { frozen_ = true; }
 
  private:
-  static sockaddr_in loopback(int port) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return addr;
-  }
-
   void run() {
     std::vector<char> buffer(1 << 16);
     while (!stop_) {
@@ -96,7 +82,7 @@ class FreezableProxy {
     const int client = ::accept(listen_fd_, nullptr, nullptr);
     if (client < 0) return;
     const int server = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr = loopback(target_port_);
+    sockaddr_in addr = loopback_address(target_port_);
     if (::connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
       ::close(client);
       ::close(server);

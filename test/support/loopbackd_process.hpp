@@ -5,10 +5,10 @@
 
 #include <catch2/catch.hpp>
 
-#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
@@ -21,6 +21,14 @@ namespace test_support {
 
 inline bool have_loopbackd() { return std::getenv("ENSEMBLE_LOOPBACKD") != nullptr; }
 
+// The arguments of a daemon in `dir` that a test kills and starts again: the same socket
+// (dir/api.sock), and a data directory so that every start has the same node and service
+// keys, so the same addresses.
+inline std::vector<std::string> restartable_daemon_args(const std::filesystem::path& dir) {
+  return {"--api-socket", (dir / "api.sock").string(), "--data-dir", (dir / "data").string(),
+          "--loopback-dir", (dir / "rdv").string()};
+}
+
 class LoopbackdProcess {
  public:
   explicit LoopbackdProcess(const std::vector<std::string>& args) {
@@ -28,7 +36,6 @@ class LoopbackdProcess {
     REQUIRE(exe != nullptr);
     int out[2];
     REQUIRE(::pipe(out) == 0);
-    const auto t0 = std::chrono::steady_clock::now();
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
@@ -61,7 +68,6 @@ class LoopbackdProcess {
       }
     }
     std::fclose(f);
-    startup_ = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
     REQUIRE(!ready_.empty());
   }
 
@@ -90,14 +96,12 @@ class LoopbackdProcess {
     auto it = tokens_.find(name);
     return it == tokens_.end() ? std::string() : it->second;
   }
-  std::chrono::milliseconds startup() const { return startup_; }
   pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;
   std::map<std::string, std::string> ready_;
   std::map<std::string, std::string> tokens_;
-  std::chrono::milliseconds startup_{};
 };
 
 }  // namespace test_support

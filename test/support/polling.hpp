@@ -1,8 +1,10 @@
-// Small helpers the service-level tests share: a stand-in peer address and a poll for a
-// condition that gRPC threads make true.
+// Small helpers the service-level tests share: a stand-in peer address, a poll for a
+// condition that gRPC threads make true, and the options of a service that waits for its
+// daemon.
 #pragma once
 
 #include <ensemble/address.hpp>
+#include <ensemble/service_options.hpp>
 
 #include <array>
 #include <chrono>
@@ -29,6 +31,17 @@ bool eventually(Predicate done, std::chrono::milliseconds timeout = std::chrono:
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   return done();
+}
+
+// A service whose start() waits for a daemon that is not there yet, retrying with this
+// backoff (ServiceOptions::wait_for_daemon, paced by the reconnect policy's numbers).
+inline ensemble::ServiceOptions waiting_options(std::chrono::milliseconds initial_backoff,
+                                                std::chrono::milliseconds max_backoff) {
+  ensemble::ServiceOptions options;
+  options.wait_for_daemon = true;
+  options.reconnect.initial_backoff = initial_backoff;
+  options.reconnect.max_backoff = max_backoff;
+  return options;
 }
 
 }  // namespace test_support

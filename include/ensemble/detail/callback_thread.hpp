@@ -4,6 +4,7 @@
 // deadlock; the code that would do either asks here first.
 #pragma once
 
+#include <ensemble/detail/escape.hpp>
 #include <ensemble/log.hpp>
 
 #include <exception>
@@ -49,7 +50,8 @@ inline void log_what_threw(LogSubject about, std::string_view subject, std::stri
   try {
     std::string message;
     message.append(subject).append(" ").append(role).append(" threw");
-    if (!why.empty()) message.append(": ").append(why);
+    // The exception's text may quote a peer's words: escaped, so the log line stays one line.
+    if (!why.empty()) message.append(": ").append(escaped_text(why));
     log(LogLevel::error, message, about);
   } catch (...) {  // no memory for the message: nothing better to do
   }

@@ -88,6 +88,8 @@ struct Connection {
   CallRegistry calls;
   // ClientOptions::max_message_bytes: the check_outgoing() limit (wire_check.hpp).
   std::size_t max_message_bytes = 0;
+  // The Unix socket's path (empty over TCP): what failure.hpp examines when a call fails.
+  std::string socket_file{};
   // ClientOptions::on_connectivity, when set: its interceptor is on the channel.
   std::shared_ptr<ConnectivityMonitor> connectivity{};
 
@@ -109,9 +111,10 @@ struct Connection {
 
 inline std::shared_ptr<Connection> make_connection(std::shared_ptr<grpc::Channel> channel,
                                                    std::string service_token,
-                                                   std::size_t max_message_bytes = 0) {
+                                                   std::size_t max_message_bytes = 0,
+                                                   std::string socket_file = {}) {
   auto* raw = new Connection{channel, api::EnsembleService::NewStub(channel),
-                             std::move(service_token), {}, max_message_bytes};
+                             std::move(service_token), {}, max_message_bytes, std::move(socket_file)};
   return std::shared_ptr<Connection>(raw, [](Connection* c) {
     // Only when the Client was destroyed on a gRPC callback thread does the channel get
     // here; releasing it on such a thread can deadlock, so it goes on a thread of its own.

@@ -7,6 +7,7 @@
 // "ENSEMBLE_SOCKET", ...) and what is wrong with it. Secrets are never quoted.
 #pragma once
 
+#include <ensemble/detail/escape.hpp>
 #include <ensemble/errors.hpp>
 
 #include <arpa/inet.h>
@@ -14,41 +15,10 @@
 #include <sys/un.h>
 
 #include <cstddef>
-#include <cstdio>
 #include <string>
 #include <string_view>
 
 namespace ensemble::detail {
-
-// A value as an error message shows it: in quotes, printable ASCII as is and every other byte
-// escaped (\r, \n, \t, \xNN), so that an invisible character is seen. Cut after 200 bytes.
-inline std::string shown(std::string_view value) {
-  constexpr std::size_t kMaxShown = 200;
-  std::string out = "\"";
-  for (char c : value.substr(0, kMaxShown)) {
-    const auto byte = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\r': out += "\\r"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (byte >= 0x20 && byte < 0x7f) {
-          out += c;
-        } else {
-          char escaped[5];
-          std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
-          out += escaped;
-        }
-    }
-  }
-  out += '"';
-  if (value.size() > kMaxShown) out += "... (" + std::to_string(value.size()) + " bytes)";
-  return out;
-}
-
-inline std::string shown(char c) { return shown(std::string_view(&c, 1)); }
 
 inline bool is_ascii_space(char c) noexcept {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
@@ -186,6 +156,62 @@ inline bool is_host_name_char(char c) noexcept {
          c == '.' || c == '_';
 }
 
+// "localhost" in any case, with or without the root's trailing dot (RFC 6761 keeps the name
+// for loopback).
+inline bool is_localhost(std::string_view host) noexcept {
+  if (host.ends_with('.')) host.remove_suffix(1);
+  constexpr std::string_view name = "localhost";
+  if (host.size() != name.size()) return false;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const char c = host[i];
+    if (((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c) != name[i]) return false;
+  }
+  return true;
+}
+
+// The host as gRPC's resolvers dial it, or a refusal. gRPC 1.51's default resolver
+// (c-ares) takes only dotted quads as IPv4 addresses and asks DNS about everything else but
+// "localhost", so the other forms the C library reads as IPv4 ("127.1", "0x7f.0.0.1",
+// "2130706433", "0177.0.0.1") and "localhost." would go to a DNS server and never connect.
+// Each is rewritten to the form gRPC dials (the dotted quad; "localhost" without the dot, in
+// the case given), which means the same address to every resolver (GRPC_DNS_RESOLVER=native
+// reads both forms alike). A name
+// that no resolver can answer is refused: a last label of digits only is no DNS name (RFC
+// 3696, section 2) and not an IPv4 address either ("256.1.1.1", "1.2.3.4.5", "127.0.0.1."),
+// and an empty label, a label over 63 bytes or a name over 253 bytes break RFC 1035.
+template <class Refuse>
+std::string dialable_host(const std::string& host, const Refuse& bad) {
+  if (is_localhost(host)) return host.back() == '.' ? host.substr(0, host.size() - 1) : host;
+  in_addr parsed{};
+  // parse_addr let only [A-Za-z0-9._-] through, so inet_aton sees no trailing text.
+  if (::inet_aton(host.c_str(), &parsed) != 0) {
+    char dotted[INET_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET, &parsed, dotted, sizeof dotted);
+    return dotted;
+  }
+  std::string_view name = host;
+  if (name.size() > 1 && name.back() == '.') name.remove_suffix(1);  // the root: "daemon.lan."
+  if (name.size() > 253) throw bad("the host name is " + std::to_string(name.size()) + " bytes long; DNS allows 253");
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = name.find('.', start);
+    const std::string_view label = name.substr(start, dot == std::string_view::npos ? dot : dot - start);
+    if (label.empty()) throw bad("the host name has an empty label (\"..\", or a '.' at its start)");
+    if (label.size() > 63) {
+      throw bad("the host name has a label of " + std::to_string(label.size()) + " bytes; DNS allows 63");
+    }
+    if (dot == std::string_view::npos) {
+      if (label.find_first_not_of("0123456789") == std::string_view::npos) {
+        throw bad(shown(host) + " is not an IPv4 address, and a name whose last label is all digits "
+                  "is no host name either");
+      }
+      break;
+    }
+    start = dot + 1;
+  }
+  return host;
+}
+
 // Splits "host:port" or "[v6]:port" the way gRPC does (more than one ':' without brackets is
 // an IPv6 address with no port to gRPC, so it is refused here) and checks each part: a host
 // name or IPv4 address holds only [A-Za-z0-9._-], so no character in it means anything to a
@@ -239,6 +265,7 @@ inline HostPort parse_addr(std::string_view addr, std::string_view source) {
   if (port.empty()) throw bad("no port");
   if (number < 1 || number > 65535) throw bad("the port " + shown(port) + " is not a number from 1 to 65535");
   result.port = std::string(port);
+  if (!result.ipv6) result.host = dialable_host(result.host, bad);
   return result;
 }
 
@@ -251,14 +278,13 @@ inline std::string tcp_target(const HostPort& address) {
   return "dns:///" + (address.ipv6 ? "[" + host + "]" : host) + ":" + address.port;
 }
 
-// True when `address` is this machine's loopback, in any spelling gRPC dials: "localhost"
-// (any case, with or without the root's trailing dot; RFC 6761 keeps it for loopback),
-// 127.0.0.0/8 in every IPv4 form the C library reads (127.0.0.1, 127.1, 0x7f.0.0.1,
-// 2130706433: inet_aton's forms, all of which gRPC's native resolver dials as such; its
-// c-ares resolver takes only dotted quads as numbers), and ::1 or ::ffff:127.x.y.z in any
-// IPv6 spelling. No other name counts, whatever it resolves to today ("127.evil.com" is a
-// name). Whatever the resolver makes of a host, gRPC's local-TCP credentials refuse a peer
-// that is not loopback; this check makes the mistake an early, clear one.
+// True when `address` (from parse_addr, so already in the form gRPC dials) is this machine's
+// loopback: "localhost" (in any case, given with or without the root's trailing dot),
+// 127.0.0.0/8 (given in any IPv4 form the C library reads:
+// 127.0.0.1, 127.1, 0x7f.0.0.1, 2130706433), and ::1 or ::ffff:127.x.y.z in any IPv6
+// spelling. No other name counts, whatever it resolves to today ("127.evil.com" is a name).
+// Whatever the resolver makes of a host, gRPC's local-TCP credentials refuse a peer that is
+// not loopback; this check makes the mistake an early, clear one.
 inline bool is_loopback(const HostPort& address) {
   if (address.ipv6) {
     in6_addr parsed{};
@@ -266,12 +292,9 @@ inline bool is_loopback(const HostPort& address) {
     if (::inet_pton(AF_INET6, without_zone.c_str(), &parsed) != 1) return false;
     return IN6_IS_ADDR_LOOPBACK(&parsed) || (IN6_IS_ADDR_V4MAPPED(&parsed) && parsed.s6_addr[12] == 127);
   }
-  std::string lower;
-  for (char c : address.host) lower += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-  if (lower == "localhost" || lower == "localhost.") return true;
+  if (is_localhost(address.host)) return true;
   in_addr parsed{};
-  // parse_addr let only [A-Za-z0-9._-] through, so inet_aton sees no trailing text.
-  return ::inet_aton(address.host.c_str(), &parsed) != 0 && (ntohl(parsed.s_addr) >> 24) == 127;
+  return ::inet_pton(AF_INET, address.host.c_str(), &parsed) == 1 && (ntohl(parsed.s_addr) >> 24) == 127;
 }
 
 }  // namespace ensemble::detail

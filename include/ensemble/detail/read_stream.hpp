@@ -61,11 +61,12 @@ class ReadStream : public grpc::ClientReadReactor<Response>, private LiveCall {
     return status_;
   }
 
-  // The same with a limit; nullopt when the stream has not ended within `timeout`.
+  // The same with a limit; nullopt when the stream has not ended within `timeout` (one too
+  // long for the clock: no limit, as wait(); zero or negative: a look without waiting).
   std::optional<grpc::Status> wait_for(std::chrono::milliseconds timeout) const {
     refuse_inside_own_callback("wait_for()");
     std::unique_lock lock(mu_);
-    if (!changed_.wait_for(lock, timeout, [&] { return finished_; })) return std::nullopt;
+    if (!detail::wait_up_to(changed_, lock, timeout, [&] { return finished_; })) return std::nullopt;
     return status_;
   }
 

@@ -7,6 +7,7 @@
 #include <ensemble/client_options.hpp>
 #include <ensemble/detail/callback_thread.hpp>
 #include <ensemble/detail/connection.hpp>
+#include <ensemble/detail/deadline.hpp>
 #include <ensemble/detail/wire_check.hpp>
 #include <ensemble/errors.hpp>
 #include <ensemble/result.hpp>
@@ -23,10 +24,11 @@
 
 namespace ensemble::detail {
 
+// `options` passed check_call_options(). A timeout of 0, or one too long for the clock
+// (std::chrono::milliseconds::max()), sets no deadline.
 inline void apply_call_options(grpc::ClientContext& context, const CallOptions& options) {
-  if (options.timeout.count() > 0) {
-    context.set_deadline(std::chrono::system_clock::now() + options.timeout);
-  }
+  if (options.timeout.count() <= 0) return;
+  if (auto deadline = system_deadline(options.timeout)) context.set_deadline(*deadline);
 }
 
 // A call on a Client that is gone (a Service's connect_peer after ~Client): the channel
@@ -42,6 +44,7 @@ inline void apply_call_options(grpc::ClientContext& context, const CallOptions& 
 template <class Response, class Request, class Invoke, class Convert>
 auto blocking_call(Connection& conn, const char* name, const Request& request,
                    const CallOptions& options, Invoke invoke, Convert convert) {
+  check_call_options(options);
   check_outgoing(request, name, conn.max_message_bytes);
   struct Blocking final : LiveCall {
     grpc::ClientContext context;
@@ -106,6 +109,7 @@ void callback_call(std::shared_ptr<Connection> conn, const char* name, Request r
   };
 
   // Thrown here, to the caller, like every other argument error: nothing was started.
+  check_call_options(options);
   check_outgoing(request, name, conn->max_message_bytes);
   auto* pending = new Pending(std::move(conn), name, std::move(request), std::move(convert),
                               std::move(callback));

@@ -59,6 +59,7 @@ struct DaemonDoubleOptions {
   std::chrono::milliseconds request_timeout{0};
 
   // ---- the daemon's start-up, on request (zero: ready at once) ----------------------------
+  // (Here and in request_timeout, a duration of 100 years or more means never.)
   // The Unix socket appears only this long after construction; calls meanwhile fail
   // UNAVAILABLE, as before the daemon has created its socket. Unix socket only.
   std::chrono::milliseconds socket_delay{0};

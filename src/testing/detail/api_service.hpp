@@ -32,29 +32,52 @@ class RefusedWriter final : public grpc::ServerWriteReactor<api::DaemonEvent> {
   void OnDone() override { delete this; }
 };
 
-// The generated callback service with RegisterService registered raw (grpc::ByteBuffer), so
-// ServiceStream checks each message as the daemon's gRPC stack does before parsing it.
-// (CallbackService would make it typed; the chain is spelled out to leave it out.)
+// The generated callback service with every call that takes client strings registered raw
+// (grpc::ByteBuffer), so each request meets the daemon's own checks before it is parsed, with
+// grpc-go's words: over max_receive_message_bytes, RESOURCE_EXHAUSTED; a string field that
+// is not UTF-8, INTERNAL (gRPC C++ would answer a request it cannot parse with UNIMPLEMENTED
+// and no text). Only Subscribe, whose request has no fields, stays typed.
+// (CallbackService would make them all typed; the chain is spelled out to leave it out.)
 using Gen = api::EnsembleService;
-using ApiServiceBase = Gen::WithCallbackMethod_GetIdentity<Gen::WithCallbackMethod_GetStatus<
-    Gen::WithCallbackMethod_ListContacts<Gen::WithCallbackMethod_AddContact<
-        Gen::WithCallbackMethod_RemoveContact<Gen::WithCallbackMethod_Connect<
-            Gen::WithCallbackMethod_AcceptConnection<Gen::WithCallbackMethod_RejectConnection<
-                Gen::WithCallbackMethod_SendMessage<Gen::WithCallbackMethod_SendFile<
-                    Gen::WithCallbackMethod_AcceptFile<Gen::WithCallbackMethod_RejectFile<
-                        Gen::WithCallbackMethod_AddNode<Gen::WithCallbackMethod_GetDebugInfo<
+using ApiServiceBase = Gen::WithRawCallbackMethod_GetIdentity<Gen::WithRawCallbackMethod_GetStatus<
+    Gen::WithRawCallbackMethod_ListContacts<Gen::WithRawCallbackMethod_AddContact<
+        Gen::WithRawCallbackMethod_RemoveContact<Gen::WithRawCallbackMethod_Connect<
+            Gen::WithRawCallbackMethod_AcceptConnection<Gen::WithRawCallbackMethod_RejectConnection<
+                Gen::WithRawCallbackMethod_SendMessage<Gen::WithRawCallbackMethod_SendFile<
+                    Gen::WithRawCallbackMethod_AcceptFile<Gen::WithRawCallbackMethod_RejectFile<
+                        Gen::WithRawCallbackMethod_AddNode<Gen::WithRawCallbackMethod_GetDebugInfo<
                             Gen::WithCallbackMethod_Subscribe<
                                 Gen::WithRawCallbackMethod_RegisterService<
-                                    Gen::WithCallbackMethod_ConnectAs<Gen::Service>>>>>>>>>>>>>>>>>;
+                                    Gen::WithRawCallbackMethod_ConnectAs<Gen::Service>>>>>>>>>>>>>>>>>;
+
+// One unary call on the raw API, as the typed API would hand it to a handler: the parsed
+// request and a reply to fill. Finish() serializes the reply into the call's response bytes
+// (on success) and finishes; it runs once and deletes the call.
+template <class Request, class Response>
+struct UnaryCall {
+  grpc::ServerUnaryReactor* reactor;
+  grpc::ByteBuffer* response_bytes;
+  Request request{};
+  Response reply{};
+
+  void Finish(const grpc::Status& status) {
+    if (status.ok()) {
+      bool own_buffer = false;
+      grpc::SerializationTraits<Response>::Serialize(reply, response_bytes, &own_buffer);
+    }
+    grpc::ServerUnaryReactor* r = reactor;
+    delete this;
+    r->Finish(status);
+  }
+};
 
 class ApiService final : public ApiServiceBase {
  public:
   ApiService(Core* core, FileTransfers* files) : core_(core), files_(files) {}
 
-  grpc::ServerUnaryReactor* GetIdentity(grpc::CallbackServerContext* ctx,
-                                        const api::GetIdentityRequest* request,
-                                        api::GetIdentityResponse* reply) override {
-    return unary(ctx, *request, [&] {
+  grpc::ServerUnaryReactor* GetIdentity(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                        grpc::ByteBuffer* out) override {
+    return unary<api::GetIdentityRequest, api::GetIdentityResponse>(ctx, in, out, [&](const auto*, auto* reply) {
       reply->set_address(core_->node().address);
       reply->set_public_key(std::string(core_->node().public_key.begin(),
                                         core_->node().public_key.end()));
@@ -62,10 +85,9 @@ class ApiService final : public ApiServiceBase {
     });
   }
 
-  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
-                                      const api::GetStatusRequest* request,
-                                      api::GetStatusResponse* reply) override {
-    return unary(ctx, *request, [&] {
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                      grpc::ByteBuffer* out) override {
+    return unary<api::GetStatusRequest, api::GetStatusResponse>(ctx, in, out, [&](const auto*, auto* reply) {
       // "bootstrapping" during the start-up window a test asked for, then "ready" (loopback
       // mode says "ready" too: section 9). The daemon never sets uptime_ms (section 10).
       reply->set_tor_state(core_->tor_ready() ? "ready" : "bootstrapping");
@@ -78,10 +100,9 @@ class ApiService final : public ApiServiceBase {
     });
   }
 
-  grpc::ServerUnaryReactor* ListContacts(grpc::CallbackServerContext* ctx,
-                                         const api::ListContactsRequest* request,
-                                         api::ListContactsResponse* reply) override {
-    return unary(ctx, *request, [&] {
+  grpc::ServerUnaryReactor* ListContacts(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                         grpc::ByteBuffer* out) override {
+    return unary<api::ListContactsRequest, api::ListContactsResponse>(ctx, in, out, [&](const auto*, auto* reply) {
       for (const auto& c : core_->contacts().list()) {
         // The daemon fills address and alias only (section 10).
         auto* info = reply->add_contacts();
@@ -92,10 +113,9 @@ class ApiService final : public ApiServiceBase {
     });
   }
 
-  grpc::ServerUnaryReactor* AddContact(grpc::CallbackServerContext* ctx,
-                                       const api::AddContactRequest* request,
-                                       api::AddContactResponse*) override {
-    return unary(ctx, *request, [&] {
+  grpc::ServerUnaryReactor* AddContact(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                       grpc::ByteBuffer* out) override {
+    return unary<api::AddContactRequest, api::AddContactResponse>(ctx, in, out, [&](const auto* request, auto*) {
       if (!core_->options().contacts_enabled) {
         return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "contacts not initialized");
       }
@@ -106,10 +126,9 @@ class ApiService final : public ApiServiceBase {
     });
   }
 
-  grpc::ServerUnaryReactor* RemoveContact(grpc::CallbackServerContext* ctx,
-                                          const api::RemoveContactRequest* request,
-                                          api::RemoveContactResponse*) override {
-    return unary(ctx, *request, [&] {
+  grpc::ServerUnaryReactor* RemoveContact(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                          grpc::ByteBuffer* out) override {
+    return unary<api::RemoveContactRequest, api::RemoveContactResponse>(ctx, in, out, [&](const auto* request, auto*) {
       if (!core_->options().contacts_enabled) {
         return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "contacts not initialized");
       }
@@ -118,106 +137,98 @@ class ApiService final : public ApiServiceBase {
     });
   }
 
-  grpc::ServerUnaryReactor* Connect(grpc::CallbackServerContext* ctx,
-                                    const api::ConnectRequest* request,
-                                    api::ConnectResponse* reply) override {
-    auto* reactor = ctx->DefaultReactor();
-    if (auto st = admit(ctx, *request); !st.ok()) {
-      reactor->Finish(st);
-      return reactor;
-    }
-    dial(core_->node().address, request->address(), reactor, reply, /*node=*/true);
-    return reactor;
+  grpc::ServerUnaryReactor* Connect(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                    grpc::ByteBuffer* out) override {
+    return answered_later<api::ConnectRequest, api::ConnectResponse>(ctx, in, out, [&](auto* call) {
+      dial(core_->node().address, call->request.address(), call, /*node=*/true);
+    });
   }
 
-  grpc::ServerUnaryReactor* ConnectAs(grpc::CallbackServerContext* ctx,
-                                      const api::ConnectAsRequest* request,
-                                      api::ConnectResponse* reply) override {
-    auto* reactor = ctx->DefaultReactor();
-    if (auto st = admit(ctx, *request); !st.ok()) {
-      reactor->Finish(st);
-      return reactor;
-    }
-    auto service = core_->service(request->service());
-    if (!service) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                   "service " + ensemble::detail::go_quote(request->service()) +
-                                       " is not registered"));
-      return reactor;
-    }
-    dial(service->address(), request->address(), reactor, reply, /*node=*/false);
-    return reactor;
-  }
-
-  grpc::ServerUnaryReactor* AcceptConnection(grpc::CallbackServerContext* ctx,
-                                             const api::AcceptConnectionRequest* request,
-                                             api::AcceptConnectionResponse*) override {
-    return unary(ctx, *request, [&] { return decide(request->address(), true); });
-  }
-
-  grpc::ServerUnaryReactor* RejectConnection(grpc::CallbackServerContext* ctx,
-                                             const api::RejectConnectionRequest* request,
-                                             api::RejectConnectionResponse*) override {
-    return unary(ctx, *request, [&] { return decide(request->address(), false); });
-  }
-
-  grpc::ServerUnaryReactor* SendMessage(grpc::CallbackServerContext* ctx,
-                                        const api::SendMessageRequest* request,
-                                        api::SendMessageResponse* reply) override {
-    auto* reactor = ctx->DefaultReactor();
-    if (auto st = admit(ctx, *request); !st.ok()) {
-      reactor->Finish(st);
-      return reactor;
-    }
-    if (request->text().empty()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::INTERNAL, "sending message: text is empty"));
-      return reactor;
-    }
-    Envelope env;
-    env.set_kind(lb::ENVELOPE_CHAT);
-    env.set_from_addr(core_->node().address);
-    env.set_to_addr(request->address());
-    env.set_text(request->text());
-    const auto sent = core_->now();
-    env.set_ts_ms(unix_ms(sent));
-    env.set_message_id(random_hex(16));
-    core_->route(env, [this, env, sent, reactor, reply](Outcome o) {
-      if (!o.ok) {
-        reactor->Finish(grpc::Status(grpc::StatusCode::INTERNAL, "sending message: " + o.reason));
+  grpc::ServerUnaryReactor* ConnectAs(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                      grpc::ByteBuffer* out) override {
+    return answered_later<api::ConnectAsRequest, api::ConnectResponse>(ctx, in, out, [&](auto* call) {
+      auto service = core_->service(call->request.service());
+      if (!service) {
+        call->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                  "service " + ensemble::detail::go_quote(call->request.service()) +
+                                      " is not registered"));
         return;
       }
-      reply->set_message_id(env.message_id());
-      // The bus echoes the node's own sends (section 6).
-      core_->bus().publish("chat_message",
-                           chat_message_json(env.message_id(), env.from_addr(), env.to_addr(),
-                                             env.text(), sent, core_->now(), false));
-      reactor->Finish(grpc::Status::OK);
+      dial(service->address(), call->request.address(), call, /*node=*/false);
     });
-    return reactor;
   }
 
-  grpc::ServerWriteReactor<api::TransferProgress>* SendFile(
-      grpc::CallbackServerContext* ctx, const api::SendFileRequest* request) override {
-    if (auto st = admit(ctx, *request); !st.ok()) return FileSender::refused(st);
-    return files_->send(*request);
+  grpc::ServerUnaryReactor* AcceptConnection(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                             grpc::ByteBuffer* out) override {
+    return unary<api::AcceptConnectionRequest, api::AcceptConnectionResponse>(
+        ctx, in, out, [&](const auto* request, auto*) { return decide(request->address(), true); });
   }
 
-  grpc::ServerUnaryReactor* AcceptFile(grpc::CallbackServerContext* ctx,
-                                       const api::AcceptFileRequest* request,
-                                       api::AcceptFileResponse*) override {
-    return unary(ctx, *request, [&] { return files_->accept(request->transfer_id(), request->save_path()); });
+  grpc::ServerUnaryReactor* RejectConnection(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                             grpc::ByteBuffer* out) override {
+    return unary<api::RejectConnectionRequest, api::RejectConnectionResponse>(
+        ctx, in, out, [&](const auto* request, auto*) { return decide(request->address(), false); });
   }
 
-  grpc::ServerUnaryReactor* RejectFile(grpc::CallbackServerContext* ctx,
-                                       const api::RejectFileRequest* request,
-                                       api::RejectFileResponse*) override {
-    return unary(ctx, *request, [&] { return files_->reject(request->transfer_id()); });
+  grpc::ServerUnaryReactor* SendMessage(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                        grpc::ByteBuffer* out) override {
+    return answered_later<api::SendMessageRequest, api::SendMessageResponse>(ctx, in, out, [&](auto* call) {
+      const auto& request = call->request;
+      if (request.text().empty()) {
+        call->Finish(grpc::Status(grpc::StatusCode::INTERNAL, "sending message: text is empty"));
+        return;
+      }
+      Envelope env;
+      env.set_kind(lb::ENVELOPE_CHAT);
+      env.set_from_addr(core_->node().address);
+      env.set_to_addr(request.address());
+      env.set_text(request.text());
+      const auto sent = core_->now();
+      env.set_ts_ms(unix_ms(sent));
+      env.set_message_id(random_hex(16));
+      core_->route(env, [this, env, sent, call](Outcome o) {
+        if (!o.ok) {
+          call->Finish(grpc::Status(grpc::StatusCode::INTERNAL, "sending message: " + o.reason));
+          return;
+        }
+        call->reply.set_message_id(env.message_id());
+        // The bus echoes the node's own sends (section 6).
+        core_->bus().publish("chat_message",
+                             chat_message_json(env.message_id(), env.from_addr(), env.to_addr(),
+                                               env.text(), sent, core_->now(), false));
+        call->Finish(grpc::Status::OK);
+      });
+    });
   }
 
-  grpc::ServerUnaryReactor* AddNode(grpc::CallbackServerContext* ctx,
-                                    const api::AddNodeRequest* request,
-                                    api::AddNodeResponse* reply) override {
-    return unary(ctx, *request, [&] {
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* SendFile(grpc::CallbackServerContext* ctx,
+                                                       const grpc::ByteBuffer* in) override {
+    api::SendFileRequest request;
+    grpc::ByteBuffer bytes(*in);
+    if (auto refused = decode_received(bytes, core_->options().max_receive_message_bytes, request,
+                                       Receiving::stream_message)) {
+      return FileSender::refused(*refused);
+    }
+    if (auto st = authorize(ctx); !st.ok()) return FileSender::refused(st);
+    return files_->send(request);
+  }
+
+  grpc::ServerUnaryReactor* AcceptFile(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                       grpc::ByteBuffer* out) override {
+    return unary<api::AcceptFileRequest, api::AcceptFileResponse>(ctx, in, out, [&](const auto* request, auto*) {
+      return files_->accept(request->transfer_id(), request->save_path());
+    });
+  }
+
+  grpc::ServerUnaryReactor* RejectFile(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                       grpc::ByteBuffer* out) override {
+    return unary<api::RejectFileRequest, api::RejectFileResponse>(
+        ctx, in, out, [&](const auto* request, auto*) { return files_->reject(request->transfer_id()); });
+  }
+
+  grpc::ServerUnaryReactor* AddNode(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                    grpc::ByteBuffer* out) override {
+    return unary<api::AddNodeRequest, api::AddNodeResponse>(ctx, in, out, [&](const auto* request, auto* reply) {
       if (!is_onion_address(request->onion_address())) {
         return grpc::Status(grpc::StatusCode::INTERNAL,
                             "adding node: invalid onion address " +
@@ -238,10 +249,9 @@ class ApiService final : public ApiServiceBase {
     });
   }
 
-  grpc::ServerUnaryReactor* GetDebugInfo(grpc::CallbackServerContext* ctx,
-                                         const api::GetDebugInfoRequest* request,
-                                         api::GetDebugInfoResponse* reply) override {
-    return unary(ctx, *request, [&] {
+  grpc::ServerUnaryReactor* GetDebugInfo(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                         grpc::ByteBuffer* out) override {
+    return unary<api::GetDebugInfoRequest, api::GetDebugInfoResponse>(ctx, in, out, [&](const auto*, auto* reply) {
       int rt = 0;
       if (core_->rendezvous()) {
         for (const auto& d : core_->rendezvous()->daemons()) {
@@ -298,7 +308,7 @@ class ApiService final : public ApiServiceBase {
   }
 
  private:
-  // What every call meets first: grpc-go's receive limit (the request was received with a
+  // What Subscribe meets first: grpc-go's receive limit (the request was received with a
   // larger one, so the daemon's can be applied with its words), then auth.
   grpc::Status admit(grpc::CallbackServerContext* ctx, const google::protobuf::MessageLite& request) const {
     const std::size_t size = request.ByteSizeLong();
@@ -317,13 +327,34 @@ class ApiService final : public ApiServiceBase {
     return check_admin_auth(ctx->client_metadata(), *key, core_->now());
   }
 
-  template <typename Body>
-  grpc::ServerUnaryReactor* unary(grpc::CallbackServerContext* ctx,
-                                  const google::protobuf::MessageLite& request, Body&& body) {
+  // A unary call whose answer is ready at once: `body(request, reply)` returns the status.
+  template <class Request, class Response, class Body>
+  grpc::ServerUnaryReactor* unary(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                  grpc::ByteBuffer* out, Body&& body) {
+    return answered_later<Request, Response>(ctx, in, out, [&](auto* call) {
+      call->Finish(body(&call->request, &call->reply));
+    });
+  }
+
+  // A unary call that may finish later (a dial waits for the peer): `start(call)` makes sure
+  // call->Finish() runs once. Before it, the request meets what every call meets first: the
+  // daemon's receive checks on the bytes, then auth.
+  template <class Request, class Response, class Start>
+  grpc::ServerUnaryReactor* answered_later(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                           grpc::ByteBuffer* out, Start&& start) {
     auto* reactor = ctx->DefaultReactor();
-    grpc::Status st = admit(ctx, request);
-    if (st.ok()) st = body();
-    reactor->Finish(st);
+    auto* call = new UnaryCall<Request, Response>{reactor, out};
+    grpc::ByteBuffer bytes(*in);  // a reference to the same slices; the reader needs it mutable
+    if (auto refused = decode_received(bytes, core_->options().max_receive_message_bytes, call->request,
+                                       Receiving::unary_request)) {
+      call->Finish(*refused);
+      return reactor;
+    }
+    if (auto st = authorize(ctx); !st.ok()) {
+      call->Finish(st);
+      return reactor;
+    }
+    start(call);
     return reactor;
   }
 
@@ -335,12 +366,12 @@ class ApiService final : public ApiServiceBase {
   }
 
   // Connect never fails at the gRPC level: a refused or impossible dial is a value.
-  void dial(const std::string& from, const std::string& to, grpc::ServerUnaryReactor* reactor,
-            api::ConnectResponse* reply, bool node) {
+  template <class Call>
+  void dial(const std::string& from, const std::string& to, Call* call, bool node) {
     if (to == from) {
-      reply->set_accepted(false);
-      reply->set_message("cannot connect to self");
-      reactor->Finish(grpc::Status::OK);
+      call->reply.set_accepted(false);
+      call->reply.set_message("cannot connect to self");
+      call->Finish(grpc::Status::OK);
       return;
     }
     Envelope env;
@@ -352,9 +383,9 @@ class ApiService final : public ApiServiceBase {
       core_->bus().publish("connection_state",
                            connection_state_json(to, ConnState::discovering, ""));
     }
-    core_->route(env, [this, to, node, reactor, reply](Outcome o) {
-      reply->set_accepted(o.ok);
-      reply->set_message(o.ok ? "connected" : o.reason);
+    core_->route(env, [this, to, node, call](Outcome o) {
+      call->reply.set_accepted(o.ok);
+      call->reply.set_message(o.ok ? "connected" : o.reason);
       if (node) {
         if (o.ok) {
           // The connector's way to connected (section 10): signaling, exchanging IPs, NAT
@@ -368,7 +399,7 @@ class ApiService final : public ApiServiceBase {
                                connection_state_json(to, ConnState::failed, o.reason));
         }
       }
-      reactor->Finish(grpc::Status::OK);
+      call->Finish(grpc::Status::OK);
     });
   }
 

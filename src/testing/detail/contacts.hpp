@@ -5,6 +5,8 @@
 
 #include <ensemble/detail/hex.hpp>
 
+#include "util.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -73,23 +75,22 @@ class ContactStore {
  private:
   void load() {
     if (file_.empty()) return;
-    std::ifstream in(file_);
-    if (!in) return;
-    // A damaged file starts a fresh store, as the daemon does ("contacts: fresh store").
-    const auto doc = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (!doc.is_array()) return;
-    for (const auto& j : doc) {
+    // A damaged file starts a fresh store, as the daemon does ("contacts: fresh store"); an
+    // entry of the wrong shape is skipped, a field of the wrong shape read as empty.
+    const auto doc = read_json_file(file_);
+    if (!doc || !doc->is_array()) return;
+    for (const auto& j : *doc) {
       if (!j.is_object()) continue;
       Contact c;
-      c.address = j.value("address", "");
+      c.address = json_string_or(j, "address", "");
       if (c.address.empty()) continue;
-      c.alias = j.value("alias", "");
-      if (auto key = ensemble::detail::hex_decode(j.value("public_key", ""))) {
+      c.alias = json_string_or(j, "alias", "");
+      if (auto key = ensemble::detail::hex_decode(json_string_or(j, "public_key", ""))) {
         c.public_key.assign(key->begin(), key->end());
       }
-      c.onion = j.value("onion_address", "");
-      c.added_at_ms = j.value("added_at", std::int64_t{0});
-      c.last_seen_ms = j.value("last_seen", std::int64_t{0});
+      c.onion = json_string_or(j, "onion_address", "");
+      c.added_at_ms = json_int_or(j, "added_at", 0);
+      c.last_seen_ms = json_int_or(j, "last_seen", 0);
       contacts_[c.address] = std::move(c);
     }
   }

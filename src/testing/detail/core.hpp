@@ -10,7 +10,8 @@
 //
 // Locks: mu_ (registry, node state) and log_mu_ (hook records) are never held while calling
 // into a stream, a subscriber, a completion or the rendezvous, so no lock order exists to
-// get wrong.
+// get wrong. The one call into a stream under mu_ is ServiceStream::dropped(), which takes
+// no lock: a stream holds its own lock while it calls link() here.
 #pragma once
 
 #include <ensemble/address.hpp>
@@ -82,7 +83,7 @@ class Core final : public StreamHost, public PeerHost {
   // onion, after which RegisterService is served and GetStatus says "ready". Called once the
   // API listens.
   void start_bootstrap() {
-    const auto total = options_.bootstrap_time;
+    const auto total = std::min(options_.bootstrap_time, ensemble::detail::kForever);  // longer: never
     if (total.count() <= 0) {
       tor_ready_ = true;
       return;
@@ -285,7 +286,7 @@ class Core final : public StreamHost, public PeerHost {
 
   bool wait_service(std::string_view name, bool registered, std::chrono::milliseconds timeout) {
     std::unique_lock lock(mu_);
-    return registry_cv_.wait_for(lock, timeout, [&] {
+    return ensemble::detail::wait_up_to(registry_cv_, lock, timeout, [&] {
       return (services_.count(std::string(name)) > 0) == registered;
     });
   }
@@ -412,7 +413,7 @@ class Core final : public StreamHost, public PeerHost {
   bool wait_for_actions(std::string_view service, std::size_t count,
                         std::chrono::milliseconds timeout) const {
     std::unique_lock lock(log_mu_);
-    return log_cv_.wait_for(lock, timeout, [&] {
+    return ensemble::detail::wait_up_to(log_cv_, lock, timeout, [&] {
       auto it = actions_.find(std::string(service));
       return it != actions_.end() && it->second.count >= count;
     });
@@ -429,7 +430,7 @@ class Core final : public StreamHost, public PeerHost {
   std::optional<std::string> wait_decision(std::string_view request_id,
                                            std::chrono::milliseconds timeout) const {
     std::unique_lock lock(log_mu_);
-    log_cv_.wait_for(lock, timeout, [&] { return decisions_.count(std::string(request_id)) > 0; });
+    ensemble::detail::wait_up_to(log_cv_, lock, timeout, [&] { return decisions_.count(std::string(request_id)) > 0; });
     if (auto it = decisions_.find(std::string(request_id)); it != decisions_.end()) {
       return it->second;
     }
@@ -445,7 +446,7 @@ class Core final : public StreamHost, public PeerHost {
   bool wait_peer_inbox(std::string_view address, std::size_t count,
                        std::chrono::milliseconds timeout) const {
     std::unique_lock lock(log_mu_);
-    return log_cv_.wait_for(lock, timeout, [&] {
+    return ensemble::detail::wait_up_to(log_cv_, lock, timeout, [&] {
       auto it = inbox_.find(std::string(address));
       return it != inbox_.end() && it->second.count >= count;
     });

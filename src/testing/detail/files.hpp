@@ -43,7 +43,9 @@ inline std::string file_progress_json(const std::string& id, const std::string& 
 }
 
 // One SendFile call.
-class FileSender final : public grpc::ServerWriteReactor<api::TransferProgress> {
+// Writes raw bytes: SendFile is registered raw, so that its request meets the daemon's
+// receive checks before it is parsed (api_service.hpp).
+class FileSender final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   FileSender(Core* core, api::SendFileRequest request)
       : core_(core), request_(std::move(request)) {}
@@ -192,7 +194,9 @@ class FileSender final : public grpc::ServerWriteReactor<api::TransferProgress> 
   void pump_locked() {
     if (finish_called_ || writing_) return;
     if (!queue_.empty()) {
-      out_ = std::move(queue_.front());
+      out_.Clear();  // the previous write is done with it
+      bool own_buffer = false;
+      grpc::SerializationTraits<api::TransferProgress>::Serialize(queue_.front(), &out_, &own_buffer);
       queue_.pop_front();
       writing_ = true;
       StartWrite(&out_);
@@ -234,7 +238,7 @@ class FileSender final : public grpc::ServerWriteReactor<api::TransferProgress> 
 
   std::mutex mu_;
   std::deque<api::TransferProgress> queue_;
-  api::TransferProgress out_;
+  grpc::ByteBuffer out_;  // the write in flight
   bool writing_ = false;
   bool stopped_ = false;
   bool finish_wanted_ = false;
@@ -257,7 +261,7 @@ class FileTransfers {
   FileTransfers(const FileTransfers&) = delete;
   FileTransfers& operator=(const FileTransfers&) = delete;
 
-  grpc::ServerWriteReactor<api::TransferProgress>* send(const api::SendFileRequest& request) {
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* send(const api::SendFileRequest& request) {
     auto sender = std::make_shared<FileSender>(core_, request);
     {
       std::lock_guard lock(mu_);

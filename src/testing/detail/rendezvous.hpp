@@ -22,6 +22,7 @@
 
 #include "ensemble_double.grpc.pb.h"
 #include "host.hpp"
+#include "util.hpp"
 
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
@@ -163,12 +164,11 @@ class Rendezvous {
       if (stem == node_address_) continue;
       const auto sock = dir_ / (stem + ".sock");
       if (!unix_socket_alive(sock)) continue;
-      std::ifstream in(entry.path());
-      const auto j = nlohmann::json::parse(in, nullptr, false);
-      if (!j.is_object()) continue;
+      const auto j = read_json_file(entry.path());
+      if (!j || !j->is_object()) continue;
       KnownDaemon d;
-      d.address = j.value("address", stem);
-      d.onion = j.value("onion", "");
+      d.address = json_string_or(*j, "address", stem);
+      d.onion = json_string_or(*j, "onion", "");
       std::error_code mec;
       const auto mtime = std::filesystem::last_write_time(entry.path(), mec);
       if (!mec) {

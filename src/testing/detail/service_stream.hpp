@@ -10,7 +10,9 @@
 // Locking: every Start*/Finish happens under mu_ after checking that Finish has not been
 // called, so nothing is started on a call that may already be done. gRPC runs these
 // reactions on its own threads (never inline inside Start*), so holding mu_ there cannot
-// self-deadlock. The daemon core never holds its own lock while calling in here.
+// self-deadlock. Lock order: mu_ before the core's lock (deliver() records the connection,
+// link(), under mu_), never the other way: the core calls in here only without its lock,
+// except dropped(), which takes no lock.
 //
 // Wire: the reactor reads and writes grpc::ByteBuffer (RegisterService is registered raw) so
 // that each client message meets the daemon's own checks before it is parsed, with the
@@ -33,6 +35,7 @@
 #include <grpcpp/support/proto_buffer_writer.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -50,9 +53,13 @@ namespace ensemble::testing::detail {
 // grpc-go's receive checks, in its words (daemon-protocol.md section 10). A message over the
 // limit is refused before it is parsed; one that does not parse is refused for invalid
 // UTF-8 when its wire form is sound (the only other way a proto3 message fails to parse).
-inline std::optional<grpc::Status> decode_client_message(grpc::ByteBuffer& buffer,
-                                                         std::size_t limit,
-                                                         api::ServiceClientMessage& out) {
+// grpc-go words the parse failure of a unary request ("error unmarshalling request") apart
+// from that of a stream message ("failed to unmarshal the received message").
+enum class Receiving { unary_request, stream_message };
+
+template <class Message>
+std::optional<grpc::Status> decode_received(grpc::ByteBuffer& buffer, std::size_t limit, Message& out,
+                                            Receiving what) {
   const std::size_t size = buffer.Length();
   if (size > limit) {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -66,9 +73,15 @@ inline std::optional<grpc::Status> decode_client_message(grpc::ByteBuffer& buffe
   google::protobuf::UnknownFieldSet wire;
   const bool sound_wire = wire.ParseFromZeroCopyStream(&again);
   return grpc::Status(grpc::StatusCode::INTERNAL,
-                      std::string("grpc: failed to unmarshal the received message: ") +
+                      std::string(what == Receiving::unary_request ? "grpc: error unmarshalling request: "
+                                                                   : "grpc: failed to unmarshal the received message: ") +
                           (sound_wire ? "string field contains invalid UTF-8"
                                       : "proto: cannot parse invalid wire-format data"));
+}
+
+inline std::optional<grpc::Status> decode_client_message(grpc::ByteBuffer& buffer, std::size_t limit,
+                                                         api::ServiceClientMessage& out) {
+  return decode_received(buffer, limit, out, Receiving::stream_message);
 }
 
 inline api::ServiceServerMessage make_service_error(std::string message) {
@@ -295,7 +308,7 @@ class ServiceStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     burst_written_ = 0;
     burst_remaining_ = count;
     pump_locked();
-    cv_.wait_for(lock, timeout, [&] { return burst_remaining_ == 0 || cancelled_ || done_; });
+    ensemble::detail::wait_up_to(cv_, lock, timeout, [&] { return burst_remaining_ == 0 || cancelled_ || done_; });
     burst_remaining_ = 0;
     return burst_written_;
   }
@@ -313,10 +326,8 @@ class ServiceStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     onion_ = id.onion;
   }
 
-  std::uint64_t dropped() const {
-    std::lock_guard lock(mu_);
-    return dropped_;
-  }
+  // Lock-free, so the core may read it under its own lock (the registry's totals).
+  std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   const std::string& name() const { return name_; }        // set before registration
   const std::string& address() const { return address_; }  // set before registration
   api::ACL acl() const { return acl_; }
@@ -429,6 +440,18 @@ class ServiceStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     Registration reg = host_->register_service(self, m, token_name_);
     if (!reg.status.ok()) {
       fail(reg.error_message, reg.status);
+      return;
+    }
+    // The name is the stream's from here on, `registered` sent or not: whatever ends the
+    // stream (the client's cancel or deadline while registration_delay runs) gives it back.
+    bool ended = false;
+    {
+      std::lock_guard lock(mu_);
+      ended = torn_down_;
+      in_registry_ = !ended;
+    }
+    if (ended) {  // teardown() ran while the registry took the name: give it back here
+      host_->unregister_service(name_, this);
       return;
     }
     if (const auto delay = host_->registration_delay(); delay.count() > 0) {
@@ -602,7 +625,7 @@ class ServiceStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       std::lock_guard lock(mu_);
       if (torn_down_) return;
       torn_down_ = true;
-      registered = registered_;
+      registered = in_registry_;
       pending.swap(pending_);
     }
     if (registered) host_->unregister_service(name_, this);
@@ -649,7 +672,7 @@ class ServiceStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   void enqueue_event_locked(api::ServiceServerMessage msg) {
     if (events_.size() >= depth_) {
       events_.pop_front();  // section 5 item 6: the oldest goes, silently
-      ++dropped_;
+      dropped_.fetch_add(1, std::memory_order_relaxed);
     }
     events_.push_back(std::move(msg));
     pump_locked();
@@ -709,6 +732,7 @@ class ServiceStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   std::condition_variable cv_;
   bool gate_ready_ = false;  // the manifest's gate settings are in place
   bool registered_ = false;  // `registered` is queued; actions are read from now on
+  bool in_registry_ = false;  // the registry holds the name for this stream
   bool read_done_ = false;
   bool torn_down_ = false;
   bool cancelled_ = false;
@@ -725,7 +749,9 @@ class ServiceStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   grpc::ByteBuffer out_buffer_;    // the write in flight
   std::deque<api::ServiceServerMessage> priority_;
   std::deque<api::ServiceServerMessage> events_;
-  std::uint64_t dropped_ = 0;
+  // Written under mu_; read without it (dropped()). Final once torn_down_ is set (nothing is
+  // queued after that), which is before the registry reads it for the last time.
+  std::atomic<std::uint64_t> dropped_{0};
 
   std::uint64_t request_seq_ = 0;
   std::map<std::string, Pending> pending_;

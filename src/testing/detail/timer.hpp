@@ -3,6 +3,8 @@
 // must never block).
 #pragma once
 
+#include <ensemble/detail/deadline.hpp>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -24,10 +26,11 @@ class Timer {
   ~Timer() { stop(); }
 
   // Runs `fn` on the timer thread after `delay`, unless cancelled first. After stop(),
-  // nothing more runs.
+  // nothing more runs. A delay of 100 years or more (ensemble::detail::kForever) is never.
   Id after(std::chrono::steady_clock::duration delay, std::function<void()> fn) {
     std::lock_guard lock(mu_);
     const Id id = ++next_id_;
+    if (delay >= ensemble::detail::kForever) return id;
     const auto when = std::chrono::steady_clock::now() + delay;
     ids_[id] = tasks_.emplace(when, Task{id, std::move(fn)});
     cv_.notify_one();
@@ -37,7 +40,7 @@ class Timer {
   // A time limit: `fn` after `limit`, or nothing (Id 0, which cancel() ignores) when the
   // limit is zero, meaning "no limit" as everywhere in the double's options.
   Id limit(std::chrono::milliseconds limit, std::function<void()> fn) {
-    return limit.count() > 0 ? after(limit, std::move(fn)) : Id{0};
+    return limit.count() > 0 && limit < ensemble::detail::kForever ? after(limit, std::move(fn)) : Id{0};
   }
 
   void cancel(Id id) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ensemble/auth.hpp>
+#include <ensemble/detail/bounded_json.hpp>
 #include <ensemble/detail/hex.hpp>
 
 #include <sodium.h>
@@ -11,7 +12,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -30,6 +35,28 @@ inline std::string random_hex(std::size_t bytes) {
   randombytes_buf(raw.data(), raw.size());
   return ensemble::detail::hex_encode(
       std::span(reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size()));
+}
+
+// A JSON file another process wrote (a peer daemon's rendezvous entry, a contact store),
+// trusted in nothing: nullopt when it cannot be read, is not JSON or nests deeper than the
+// library allows for JSON from the wire (ensemble/detail/bounded_json.hpp).
+inline std::optional<nlohmann::json> read_json_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::string problem;
+  return ensemble::detail::parse_bounded_json(text, problem);
+}
+
+// j[key] when it is a string (a number), else `fallback`: a value of another shape is
+// ignored, never an exception.
+inline std::string json_string_or(const nlohmann::json& j, const char* key, std::string fallback) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+inline std::int64_t json_int_or(const nlohmann::json& j, const char* key, std::int64_t fallback) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : fallback;
 }
 
 // Go's time.Time JSON form (RFC 3339 with nanoseconds, trailing zeros trimmed, "Z" for UTC),
