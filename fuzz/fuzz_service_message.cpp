@@ -1,10 +1,12 @@
 // Fuzz target: a ServiceServerMessage from arbitrary bytes, decoded and dispatched to
-// handlers as Service::OnReadDone does (service.hpp): an event goes through decode_event and
-// detail::dispatch_event (the reactor's own routing), a daemon error through decode_error, a
-// message of a kind this version does not know through decode_unknown_message.
+// handlers as Service::OnReadDone does (service.hpp): an event goes through
+// detail::decode_event and detail::dispatch_event (the reactor's own routing), a daemon error
+// through detail::decode_error, a message of a kind this version does not know through
+// detail::decode_unknown_message.
 // The handlers read every field and check what the decoders promise: decoding is total,
 // an event lands with the handler of its type, and nothing is lost on the way.
 #include <ensemble/detail/dispatch.hpp>
+#include <ensemble/detail/event_decoding.hpp>
 #include <ensemble/events.hpp>
 
 #include <cstddef>
@@ -69,7 +71,7 @@ void check_event(const api::ServiceEvent& wire) {
 
   // The reactor's invoke skips an empty handler and catches what a handler throws; these
   // handlers are never empty and never throw, so a plain call is the same.
-  detail::dispatch_event(decode_event(wire), {chat, connection, rpc, introduction, unknown},
+  detail::dispatch_event(detail::decode_event(wire), {chat, connection, rpc, introduction, unknown},
                          [](const auto& handler, const auto& value) { handler(value); });
 
   // Exactly one handler ran, and the one for the type (or on_unknown).
@@ -81,7 +83,7 @@ void check_event(const api::ServiceEvent& wire) {
 }
 
 void check_error(const api::ServiceError& wire) {
-  const ServiceError e = decode_error(wire);
+  const ServiceError e = detail::decode_error(wire);
   require(e.message == wire.message() && e.code == wire.code() && e.from_addr == wire.from_addr());
   switch (e.kind) {
     case ServiceError::Kind::payload_too_large:
@@ -122,7 +124,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case ensemble::api::ServiceServerMessage::kError: check_error(message.error()); break;
     case ensemble::api::ServiceServerMessage::MSG_NOT_SET: {
       // A kind this version does not know (a newer daemon's) reaches on_unknown, whole.
-      const UnknownEvent u = decode_unknown_message(message);
+      const UnknownEvent u = detail::decode_unknown_message(message);
       require(u.type.empty() && !u.problem.empty());
       require(u.payload == message.SerializeAsString());
       break;

@@ -5,7 +5,8 @@ front end, templates instantiated, no code generated, which is most of a build's
 
     check.py headers SOURCE_ROOT BUILD_ROOT COMPILER...
         each public header (include/ensemble/*.hpp and testing/*.hpp) alone in a file of
-        its own, included twice: it must compile with nothing before it.
+        its own, included twice: it must compile with nothing before it; those in
+        PROTOBUF_FREE must also compile without any protobuf header coming along.
     check.py sources SOURCE_ROOT BUILD_ROOT CLANG... -- FILE...
         every header (detail/ too) precompiled into one Clang PCH, which reports what the
         headers themselves provoke; then, with that PCH, one file that instantiates the
@@ -29,6 +30,9 @@ import time
 FLAGS = ["-std=c++20", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-fsyntax-only"]
 # Needs ENSEMBLE_SEPARATE_COMPILATION, by design (it #errors without it).
 SEPARATE = "ensemble/separate_compilation.hpp"
+# Headers a user reads for the types they hold: no protobuf type may reach them (issue 23,
+# item 7), so each is also compiled with a check that no protobuf header came along.
+PROTOBUF_FREE = ["ensemble/events.hpp", "ensemble/service_options.hpp"]
 
 
 def pkg_config_cflags():
@@ -92,6 +96,8 @@ def main():
         for header in public_headers(include):
             define = "#define ENSEMBLE_SEPARATE_COMPILATION\n" if header == SEPARATE else ""
             text = f"{define}#include <{header}>\n#include <{header}>\n"
+            if header in PROTOBUF_FREE:
+                text += f'#ifdef GOOGLE_PROTOBUF_VERSION\n#error "<{header}> brings in protobuf"\n#endif\n'
             failures.append(compile_one(compiler, flags, f"<{header}> alone", text=text))
     else:
         every = sorted(p.relative_to(include).as_posix() for p in (include / "ensemble").rglob("*.hpp"))
