@@ -51,9 +51,12 @@ inline void ensure_sodium() {
 }  // namespace detail
 
 /// Metadata keys the daemon reads (lowercase, as gRPC requires).
-inline constexpr std::string_view kPubkeyHeader = "x-auth-pubkey";  ///< the signer's public key, 64 hex digits
-inline constexpr std::string_view kTimestampHeader = "x-auth-timestamp";  ///< the signing time, Unix seconds
-inline constexpr std::string_view kSignatureHeader = "x-auth-signature";  ///< the Ed25519 signature of the timestamp, hex
+/// The signer's public key, 64 hex digits.
+inline constexpr std::string_view kPubkeyHeader = "x-auth-pubkey";
+/// The signing time, Unix seconds.
+inline constexpr std::string_view kTimestampHeader = "x-auth-timestamp";
+/// The Ed25519 signature of the timestamp, hex.
+inline constexpr std::string_view kSignatureHeader = "x-auth-signature";
 /// Supervised services present the daemon-minted token here on RegisterService instead of
 /// signing (section 4, "Supervised-service token").
 inline constexpr std::string_view kServiceTokenHeader = "x-service-token";

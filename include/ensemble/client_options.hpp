@@ -78,7 +78,8 @@ struct ClientOptions {
   /// value, or a keepalive_timeout under 1 ms with keepalive on, is a ConfigError; beyond
   /// gRPC's 2^31-1 ms (24.8 days) either counts as that.
   std::chrono::milliseconds keepalive_interval{300'000};
-  std::chrono::milliseconds keepalive_timeout{20'000};  ///< how long a ping may go unanswered: see keepalive_interval
+  /// How long a ping may go unanswered: see keepalive_interval.
+  std::chrono::milliseconds keepalive_timeout{20'000};
 
   // ---- Hooks for observability (README, "Observability") ----
 

@@ -45,13 +45,19 @@ namespace ensemble {
 /// Wire names of DaemonEvent.type. A daemon may also send types not listed here (an
 /// internal type without a name arrives as "unknown_<n>").
 namespace node_event_type {
-inline constexpr std::string_view tor_bootstrap = "tor_bootstrap";  ///< Tor start-up progress: TorBootstrap
+/// Tor start-up progress: TorBootstrap.
+inline constexpr std::string_view tor_bootstrap = "tor_bootstrap";
 inline constexpr std::string_view tor_ready = "tor_ready";  ///< Tor is up: TorReady
-inline constexpr std::string_view peer_discovered = "peer_discovered";  ///< a peer found through discovery
-inline constexpr std::string_view connection_request = "connection_request";  ///< a peer dials the operator; answer with Client::accept_connection / reject_connection
-inline constexpr std::string_view connection_state = "connection_state";  ///< a peer connection's progress: DaemonConnectionState
-inline constexpr std::string_view chat_message = "chat_message";  ///< a chat to or from the operator: DaemonChatMessage
-inline constexpr std::string_view file_offer = "file_offer";  ///< a peer offers the operator a file: DaemonFileOffer
+/// A peer found through discovery.
+inline constexpr std::string_view peer_discovered = "peer_discovered";
+/// A peer dials the operator; answer with Client::accept_connection / reject_connection.
+inline constexpr std::string_view connection_request = "connection_request";
+/// A peer connection's progress: DaemonConnectionState.
+inline constexpr std::string_view connection_state = "connection_state";
+/// A chat to or from the operator: DaemonChatMessage.
+inline constexpr std::string_view chat_message = "chat_message";
+/// A peer offers the operator a file: DaemonFileOffer.
+inline constexpr std::string_view file_offer = "file_offer";
 inline constexpr std::string_view file_progress = "file_progress";  ///< progress of a file transfer
 inline constexpr std::string_view peer_online = "peer_online";  ///< a peer came online
 inline constexpr std::string_view error = "error";  ///< an error the daemon reports

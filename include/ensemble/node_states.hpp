@@ -115,7 +115,8 @@ struct TorBootstrap {
 /// Tor is up: GetStatus says "ready" from now on and RegisterService works. The payload is
 /// the node's onion address as a JSON string, or null when the daemon has none to tell.
 struct TorReady {
-  std::optional<std::string> onion{};  ///< the node's onion address; nullopt when the daemon sent none
+  /// The node's onion address; nullopt when the daemon sent none.
+  std::optional<std::string> onion{};
 
   /// The event decoded, or nullopt when it is not a tor_ready event or its payload is neither a
   /// JSON string nor null. Never throws.

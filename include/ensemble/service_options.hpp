@@ -66,7 +66,8 @@ struct ServiceOptions {
   std::optional<Seed> keypair_seed{};
   std::uint32_t max_payload_bytes = 0;      ///< inbound cap; 0 = the daemon's default
   std::uint32_t rate_limit_per_minute = 0;  ///< inbound envelopes per minute; 0 = unlimited
-  std::uint32_t rate_limit_burst = 0;  ///< inbound envelopes one sender may send at once; 0 = unlimited
+  /// Inbound envelopes one sender may send at once; 0 = unlimited.
+  std::uint32_t rate_limit_burst = 0;
   /// How long one registration attempt waits for `registered` before it is cancelled
   /// (DEADLINE_EXCEEDED). The daemon sends `registered` only after the service's onion
   /// descriptor is published: with Tor that commonly takes tens of seconds and occasionally
@@ -89,7 +90,8 @@ struct ServiceOptions {
   /// with the cause in the RegistrationError. Each reason to wait is logged (see
   /// ReconnectPolicy).
   bool wait_for_daemon = false;
-  ReconnectPolicy reconnect{};  ///< what to do when the daemon goes away; also paces wait_for_daemon
+  /// What to do when the daemon goes away; also paces wait_for_daemon.
+  ReconnectPolicy reconnect{};
   /// Read-ahead: how many events the library reads off the stream and keeps while handlers
   /// (or next_event callers) catch up. When full, the oldest queued event is dropped and
   /// reported (on_events_dropped / EventsDropped, ServiceStats::events_dropped). At least 1.
