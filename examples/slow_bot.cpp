@@ -163,8 +163,8 @@ int run_demo(const Settings& settings) {
 }
 
 int run_bot(const examples::Cli& cli, const Settings& settings) {
+  examples::signal_stop();  // before any thread (the pool's, the Client's): see run.hpp
   ensemble::ThreadPool pool(settings.max_turns);  // before the Client: it outlives the bot
-  examples::signal_stop();  // before the Client: see run.hpp
   ensemble::Client client = examples::make_client(cli);
   Tallies tallies;
   auto bot = make_bot(client, pool, settings, tallies);

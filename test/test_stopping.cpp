@@ -25,6 +25,7 @@
 #include <vector>
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace std::chrono_literals;
@@ -376,4 +377,41 @@ TEST_CASE("SignalStop: SIGTERM and SIGINT become a stop request on the watcher t
     CHECK(ran_on != std::this_thread::get_id());
   }
   CHECK_THROWS_AS(ensemble::SignalStop({.signals = {0}}), ensemble::Error);
+}
+
+// The fault behind slow_bot ignoring SIGTERM (its pool's threads were older than its
+// SignalStop): a signal from another process makes the signalfd readable, the kernel then
+// hands it to an older thread's handler, and a blocking read of the signalfd never
+// returned. Every round gives that race a chance (before the fix it was lost within 300).
+TEST_CASE("SignalStop: threads older than it take signals through the handler, and the watcher stays free") {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::vector<std::thread> older;  // signals unblocked: started before any SignalStop
+  for (int i = 0; i < 4; ++i) {
+    older.emplace_back([&] {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return done; });
+    });
+  }
+  const pid_t self = ::getpid();
+  for (int round = 0; round < 300; ++round) {
+    CAPTURE(round);
+    ensemble::SignalStop stop({.signals = {SIGUSR1}});
+    const pid_t sender = ::fork();  // as a supervisor: the signal comes from another process
+    REQUIRE(sender >= 0);
+    if (sender == 0) {
+      ::kill(self, SIGUSR1);
+      ::_exit(0);
+    }
+    ::waitpid(sender, nullptr, 0);
+    REQUIRE(eventually([&] { return stop.token().stop_requested(); }, 5s));
+    CHECK(stop.signal() == SIGUSR1);
+  }
+  {
+    std::lock_guard lock(mu);
+    done = true;
+  }
+  cv.notify_all();
+  for (auto& t : older) t.join();
 }

@@ -88,7 +88,9 @@ class SignalStop {
       }
     }
     int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw Error(std::string("SignalStop: pipe2 failed: ") + std::strerror(errno));
+    // Both ends non-blocking: the handler must never block, and the watcher reads only what
+    // poll() said was there (see watch()).
+    if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) throw Error(std::string("SignalStop: pipe2 failed: ") + std::strerror(errno));
     read_fd_ = fds[0];
     write_fd_ = fds[1];
     int expected = -1;
@@ -96,7 +98,7 @@ class SignalStop {
       close_fds();
       throw Error("SignalStop: another SignalStop exists in this process; share its token()");
     }
-    signal_fd_ = ::signalfd(-1, &set_, SFD_CLOEXEC);
+    signal_fd_ = ::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK);
     if (signal_fd_ < 0) {
       const int error = errno;
       detail::signal_pipe_write.store(-1);
@@ -150,7 +152,10 @@ class SignalStop {
 
  private:
   // Reads signal numbers from the pipe (the handler's path) and the signalfd (the blocked
-  // path) until the destructor writes 0.
+  // path) until the destructor writes 0. Both reads are non-blocking because poll() can
+  // promise what is gone by the time of the read: a process-wide pending signal makes the
+  // signalfd readable, and then the kernel may hand it to a thread that has it unblocked
+  // (one started before this object), whose handler sends it through the pipe instead.
   void watch() {
     int seen = 0;
     for (;;) {
@@ -166,7 +171,7 @@ class SignalStop {
       } else if (fds[0].revents & (POLLIN | POLLHUP)) {
         unsigned char byte = 0;
         const ssize_t n = ::read(read_fd_, &byte, 1);
-        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (n <= 0 || byte == 0) return;
         sig = byte;
       }
