@@ -24,7 +24,7 @@ namespace ensemble {
 struct ClientOptions {
   /// Exactly one of these two. socket_path is the daemon's Unix socket ("/run/ensemble/sock"),
   /// dialled exactly as written whatever bytes it holds, at most 107 bytes on Linux; the
-  /// "unix:PATH" and "unix:///ABS/PATH" forms are accepted too, without '%', '?' or '#'.
+  /// "unix:PATH" and "unix:///ABS/PATH" forms are accepted too, without '\%', '?' or '#'.
   /// addr is "host:port" or "[ipv6]:port" over TCP, port 1 to 65535; an IPv4 address in any
   /// form the C library reads ("127.1", "0x7f.0.0.1") is dialled as its dotted quad, and
   /// "localhost." as "localhost", since gRPC's resolver would ask DNS about those spellings.

@@ -13,7 +13,7 @@
 
 namespace ensemble {
 
-/// `text` with every character that is not visible escaped the way Go's %q escapes it (the
+/// `text` with every character that is not visible escaped the way Go's \%q escapes it (the
 /// daemon's own quoting): "\n", "\x1b", "\u2028", and "\xff" for a byte that is not UTF-8.
 /// Letters, digits, punctuation and symbols of every script stay as they are, and so does the
 /// space. No quotes are added. The result is one line of visible text. Any thread.
