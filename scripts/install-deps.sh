@@ -4,8 +4,9 @@
 set -euo pipefail
 
 # clang: the `clang` test compiles the headers, examples and tools with it too.
+# doxygen: the `docs` test builds the API reference with every warning an error.
 packages=(
-  g++ clang pkg-config meson ninja-build cmake
+  g++ clang doxygen pkg-config meson ninja-build cmake
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libsodium-dev libssl-dev nlohmann-json3-dev catch2
 )

@@ -1,9 +1,10 @@
-// Ensemble addresses (daemon-protocol.md section 7): Base58Check of version byte 0x21,
-// RIPEMD-160(SHA-256(Ed25519 public key)) and a 4-byte double-SHA-256 checksum. Validation
-// follows the daemon's rule exactly: decodes, at least 25 bytes, version 0x21, checksum over
-// everything but the last 4 bytes matches.
-//
-// All functions are thread-safe.
+/// @file
+/// Ensemble addresses (daemon-protocol.md section 7): Base58Check of version byte 0x21,
+/// RIPEMD-160(SHA-256(Ed25519 public key)) and a 4-byte double-SHA-256 checksum. Validation
+/// follows the daemon's rule exactly: decodes, at least 25 bytes, version 0x21, checksum over
+/// everything but the last 4 bytes matches.
+///
+/// All functions are thread-safe.
 #pragma once
 
 #include <ensemble/detail/base58.hpp>
@@ -83,7 +84,7 @@ inline thread_local LastValidAddress last_valid_address;
 
 }  // namespace detail
 
-// True when `address` is a valid Ensemble address. Never throws, whatever the input.
+/// True when `address` is a valid Ensemble address. Never throws, whatever the input.
 inline bool is_valid_address(std::string_view address) noexcept {
   if (address.empty() || address.size() > detail::kAddressMaxChars) return false;
   if (detail::last_valid_address.matches(address)) return true;
@@ -114,9 +115,9 @@ inline std::string quote_address_for_error(std::string_view value) {
 
 }  // namespace detail
 
-// Throws AddressError unless `address` is valid. `field` names where the value came from
-// (e.g. "manifest.allowlist[0]", "to_addr"); the message quotes the value as the daemon does
-// (its first 64 bytes, for a longer one).
+/// Throws AddressError unless `address` is valid. `field` names where the value came from
+/// (e.g. "manifest.allowlist[0]", "to_addr"); the message quotes the value as the daemon does
+/// (its first 64 bytes, for a longer one).
 inline void require_valid_address(std::string_view address, std::string_view field) {
   if (!is_valid_address(address)) {
     throw AddressError(std::string(field) + " " + detail::quote_address_for_error(address) +
@@ -124,7 +125,7 @@ inline void require_valid_address(std::string_view address, std::string_view fie
   }
 }
 
-// The address of an Ed25519 public key, as the daemon derives it.
+/// The address of an Ed25519 public key, as the daemon derives it.
 inline std::string address_from_public_key(std::span<const std::uint8_t, 32> public_key) {
   const detail::Sha256 sha = detail::sha256(public_key);
   const auto hash160 = detail::ripemd160(sha);
@@ -137,8 +138,8 @@ inline std::string address_from_public_key(std::span<const std::uint8_t, 32> pub
   return detail::base58_encode(full);
 }
 
-// True for a Tor v3 onion endpoint: 56 base32 characters (RFC 4648 alphabet, either case)
-// followed by ".onion". Checks the shape only, not the embedded key or checksum.
+/// True for a Tor v3 onion endpoint: 56 base32 characters (RFC 4648 alphabet, either case)
+/// followed by ".onion". Checks the shape only, not the embedded key or checksum.
 inline bool is_onion_address(std::string_view host) noexcept {
   constexpr std::string_view suffix = ".onion";
   constexpr std::size_t label_length = 56;

@@ -1,12 +1,13 @@
-// Admin-key authentication (daemon-protocol.md section 4): the 32-byte Ed25519 seed, the
-// signer made from it, and the gRPC per-call credentials that sign every call.
-//
-// Secrets: a Seed and a Signer wipe their key bytes with sodium_memzero when destroyed, and
-// no message, exception or debug string this header produces ever contains them. Error
-// messages name files and lengths only.
-//
-// Threading: Seed and Signer are immutable after construction; a const Signer may sign from
-// any number of threads at once.
+/// @file
+/// Admin-key authentication (daemon-protocol.md section 4): the 32-byte Ed25519 seed, the
+/// signer made from it, and the gRPC per-call credentials that sign every call.
+///
+/// Secrets: a Seed and a Signer wipe their key bytes with sodium_memzero when destroyed, and
+/// no message, exception or debug string this header produces ever contains them. Error
+/// messages name files and lengths only.
+///
+/// Threading: Seed and Signer are immutable after construction; a const Signer may sign from
+/// any number of threads at once.
 #pragma once
 
 #include <ensemble/detail/hex.hpp>
@@ -49,35 +50,43 @@ inline void ensure_sodium() {
 
 }  // namespace detail
 
-// Metadata keys the daemon reads (lowercase, as gRPC requires).
+/// Metadata keys the daemon reads (lowercase, as gRPC requires).
+/// The signer's public key, 64 hex digits.
 inline constexpr std::string_view kPubkeyHeader = "x-auth-pubkey";
+/// The signing time, Unix seconds.
 inline constexpr std::string_view kTimestampHeader = "x-auth-timestamp";
+/// The Ed25519 signature of the timestamp, hex.
 inline constexpr std::string_view kSignatureHeader = "x-auth-signature";
-// Supervised services present the daemon-minted token here on RegisterService instead of
-// signing (section 4, "Supervised-service token").
+/// Supervised services present the daemon-minted token here on RegisterService instead of
+/// signing (section 4, "Supervised-service token").
 inline constexpr std::string_view kServiceTokenHeader = "x-service-token";
 
-// What Seed::from_file does when the seed file is accessible by group or others.
+/// What Seed::from_file does when the seed file is accessible by group or others.
 enum class SeedFileCheck {
-  warn,    // one line on stderr, like ssh does, then load the seed (the default)
-  error,   // throw AuthError
-  ignore,  // say nothing (e.g. a container whose mounted secrets are always 0644)
+  warn,    ///< one line on stderr, like ssh does, then load the seed (the default)
+  error,   ///< throw AuthError
+  ignore,  ///< say nothing (e.g. a container whose mounted secrets are always 0644)
 };
 
-// An Ed25519 seed: the 32 secret bytes from which the admin keypair is derived.
-//
-// Copyable and movable; every instance wipes its bytes when destroyed. A moved-from Seed
-// holds 32 zero bytes, which is still a seed, so do not use one after moving it.
+/// An Ed25519 seed: the 32 secret bytes from which the admin keypair is derived.
+///
+/// Copyable and movable; every instance wipes its bytes when destroyed. A moved-from Seed
+/// holds 32 zero bytes, which is still a seed, so do not use one after moving it.
 class Seed {
  public:
+  /// The length of a seed in bytes.
   static constexpr std::size_t size = 32;
 
+  /// Copies the 32 bytes; each copy wipes its own.
   Seed(const Seed& other) noexcept : bytes_(other.bytes_) {}
+  /// Takes the bytes and wipes `other` (it then holds 32 zero bytes).
   Seed(Seed&& other) noexcept : bytes_(other.bytes_) { other.wipe(); }
+  /// Copies the 32 bytes.
   Seed& operator=(const Seed& other) noexcept {
     bytes_ = other.bytes_;
     return *this;
   }
+  /// Takes the bytes and wipes `other`.
   Seed& operator=(Seed&& other) noexcept {
     if (this != &other) {
       bytes_ = other.bytes_;
@@ -87,7 +96,7 @@ class Seed {
   }
   ~Seed() { wipe(); }
 
-  // Exactly 32 bytes; any other length is an AuthError naming the length.
+  /// Exactly 32 bytes; any other length is an AuthError naming the length.
   static Seed from_bytes(std::span<const std::uint8_t> bytes) {
     if (bytes.size() != size) {
       throw AuthError("seed must be exactly 32 bytes, got " + std::to_string(bytes.size()));
@@ -97,8 +106,8 @@ class Seed {
     return seed;
   }
 
-  // Exactly 64 hex digits (either case, no whitespace). The text itself never appears in
-  // the error, only its length.
+  /// Exactly 64 hex digits (either case, no whitespace). The text itself never appears in
+  /// the error, only its length.
   static Seed from_hex(std::string_view hex) {
     if (hex.size() != 2 * size) {
       throw AuthError("seed hex must be exactly 64 hex characters, got " +
@@ -112,15 +121,15 @@ class Seed {
     return seed;
   }
 
-  // A seed file holds either exactly 32 raw bytes, or 64 hex digits with surrounding
-  // whitespace (e.g. a trailing newline) ignored. A file of exactly 32 bytes is always read
-  // as raw, even if those bytes look like text, as every Ensemble client reads it. Anything
-  // else throws an AuthError that names the file and what was found there. `check` decides
-  // what happens when the file is accessible by group or others (see SeedFileCheck).
+  /// A seed file holds either exactly 32 raw bytes, or 64 hex digits with surrounding
+  /// whitespace (e.g. a trailing newline) ignored. A file of exactly 32 bytes is always read
+  /// as raw, even if those bytes look like text, as every Ensemble client reads it. Anything
+  /// else throws an AuthError that names the file and what was found there. `check` decides
+  /// what happens when the file is accessible by group or others (see SeedFileCheck).
   static Seed from_file(const std::filesystem::path& path,
                         SeedFileCheck check = SeedFileCheck::warn);
 
-  // 32 bytes from libsodium's CSPRNG.
+  /// 32 bytes from libsodium's CSPRNG.
   static Seed generate() {
     detail::ensure_sodium();
     Seed seed;
@@ -128,6 +137,7 @@ class Seed {
     return seed;
   }
 
+  /// The 32 secret bytes, valid while this Seed lives. Never log them.
   std::span<const std::uint8_t, 32> bytes() const noexcept { return bytes_; }
 
  private:
@@ -256,17 +266,18 @@ inline Seed Seed::from_file(const std::filesystem::path& path, SeedFileCheck che
   return seed;
 }
 
-// The three metadata values of one signed call.
+/// The three metadata values of one signed call.
 struct AuthHeaders {
-  std::string pubkey_hex;     // x-auth-pubkey
-  std::string timestamp;      // x-auth-timestamp: Unix seconds, decimal
-  std::string signature_hex;  // x-auth-signature: Ed25519 over the timestamp's ASCII
+  std::string pubkey_hex;     ///< x-auth-pubkey
+  std::string timestamp;      ///< x-auth-timestamp: Unix seconds, decimal
+  std::string signature_hex;  ///< x-auth-signature: Ed25519 over the timestamp's ASCII
 };
 
-// The admin keypair derived from a Seed. Neither copyable nor movable, so exactly one copy
-// of the secret key exists per Signer; share one through std::shared_ptr<const Signer>.
+/// The admin keypair derived from a Seed. Neither copyable nor movable, so exactly one copy
+/// of the secret key exists per Signer; share one through std::shared_ptr<const Signer>.
 class Signer {
  public:
+  /// Derives the keypair from `seed`, which may then be destroyed; AuthError if that fails.
   explicit Signer(const Seed& seed) {
     detail::ensure_sodium();
     if (crypto_sign_seed_keypair(public_key_.data(), secret_key_.data(),
@@ -278,9 +289,12 @@ class Signer {
   Signer& operator=(const Signer&) = delete;
   ~Signer() { sodium_memzero(secret_key_.data(), secret_key_.size()); }
 
+  /// The 32-byte Ed25519 public key (the admin key the daemon checks).
   const std::array<std::uint8_t, 32>& public_key() const noexcept { return public_key_; }
+  /// The public key as 64 lowercase hex digits, as sent in x-auth-pubkey.
   std::string public_key_hex() const { return detail::hex_encode(public_key_); }
 
+  /// The 64-byte Ed25519 signature of `message`. Any thread.
   std::array<std::uint8_t, 64> sign(std::string_view message) const {
     std::array<std::uint8_t, 64> signature{};
     crypto_sign_detached(signature.data(), nullptr,
@@ -289,14 +303,15 @@ class Signer {
     return signature;
   }
 
-  // The headers for a call made at `unix_seconds`. Deterministic: useful for test vectors
-  // and for checking what a daemon does with a skewed clock.
+  /// The headers for a call made at `unix_seconds`. Deterministic: useful for test vectors
+  /// and for checking what a daemon does with a skewed clock.
   AuthHeaders headers_at(std::int64_t unix_seconds) const {
     AuthHeaders headers{public_key_hex(), std::to_string(unix_seconds), {}};
     headers.signature_hex = detail::hex_encode(sign(headers.timestamp));
     return headers;
   }
 
+  /// The headers for a call made now (the system clock's Unix seconds).
   AuthHeaders headers_now() const {
     const auto now = std::chrono::system_clock::now().time_since_epoch();
     return headers_at(std::chrono::duration_cast<std::chrono::seconds>(now).count());
@@ -307,7 +322,7 @@ class Signer {
   std::array<std::uint8_t, 64> secret_key_{};
 };
 
-// True when `signature` is a valid Ed25519 signature of `message` under `public_key`.
+/// True when `signature` is a valid Ed25519 signature of `message` under `public_key`.
 inline bool verify_signature(std::span<const std::uint8_t, 32> public_key,
                              std::string_view message,
                              std::span<const std::uint8_t, 64> signature) noexcept {
@@ -321,18 +336,23 @@ inline bool verify_signature(std::span<const std::uint8_t, 32> public_key,
                                      message.size(), public_key.data()) == 0;
 }
 
-// gRPC per-call credentials: adds x-auth-pubkey / x-auth-timestamp / x-auth-signature with a
-// fresh timestamp to every call, including each stream open. Signing is fast and never
-// blocks, so it runs inline on gRPC's thread (IsBlocking() is false).
+/// gRPC per-call credentials: adds x-auth-pubkey / x-auth-timestamp / x-auth-signature with a
+/// fresh timestamp to every call, including each stream open. Signing is fast and never
+/// blocks, so it runs inline on gRPC's thread (IsBlocking() is false).
 class SigningPlugin final : public grpc::MetadataCredentialsPlugin {
  public:
+  /// Signs with `signer`, shared with whoever else holds it; a null pointer is an AuthError.
   explicit SigningPlugin(std::shared_ptr<const Signer> signer) : signer_(std::move(signer)) {
     if (!signer_) throw AuthError("SigningPlugin needs a Signer, got a null pointer");
   }
 
+  /// False: signing never blocks, so gRPC runs it inline.
   bool IsBlocking() const override { return false; }
+  /// The credential type gRPC reports: "ensemble-admin-signature".
   const char* GetType() const override { return "ensemble-admin-signature"; }
 
+  /// Adds the three signed headers of a fresh timestamp to `metadata`; gRPC calls it for every
+  /// call and stream open, on its own thread.
   grpc::Status GetMetadata(grpc::string_ref /*service_url*/, grpc::string_ref /*method_name*/,
                            const grpc::AuthContext& /*channel_auth_context*/,
                            std::multimap<grpc::string, grpc::string>* metadata) override {
@@ -348,7 +368,7 @@ class SigningPlugin final : public grpc::MetadataCredentialsPlugin {
     }
   }
 
-  // Only public facts: the plugin kind and the public key.
+  /// Only public facts: the plugin kind and the public key.
   grpc::string DebugString() override {
     return "ensemble SigningPlugin(pubkey=" + signer_->public_key_hex() + ")";
   }
@@ -357,18 +377,18 @@ class SigningPlugin final : public grpc::MetadataCredentialsPlugin {
   std::shared_ptr<const Signer> signer_;
 };
 
-// Call credentials that sign every call with `signer`. Over a plaintext channel compose them
-// with grpc::experimental::LocalCredentials (UDS for a Unix socket, LOCAL_TCP for loopback
-// TCP); over TLS, with the SSL credentials. gRPC only attaches them to a channel whose
-// security level is at least privacy-and-integrity, which local credentials of either kind
-// and TLS both provide; on any other channel the call fails rather than going out unsigned.
+/// Call credentials that sign every call with `signer`. Over a plaintext channel compose them
+/// with grpc::experimental::LocalCredentials (UDS for a Unix socket, LOCAL_TCP for loopback
+/// TCP); over TLS, with the SSL credentials. gRPC only attaches them to a channel whose
+/// security level is at least privacy-and-integrity, which local credentials of either kind
+/// and TLS both provide; on any other channel the call fails rather than going out unsigned.
 inline std::shared_ptr<grpc::CallCredentials> signing_call_credentials(
     std::shared_ptr<const Signer> signer) {
   return grpc::MetadataCredentialsFromPlugin(std::make_unique<SigningPlugin>(std::move(signer)));
 }
 
-// The same with an explicit floor for the channel's security level, for a custom channel
-// credential that gRPC rates lower.
+/// The same with an explicit floor for the channel's security level, for a custom channel
+/// credential that gRPC rates lower.
 inline std::shared_ptr<grpc::CallCredentials> signing_call_credentials(
     std::shared_ptr<const Signer> signer, grpc_security_level min_security_level) {
   return grpc::experimental::MetadataCredentialsFromPlugin(

@@ -1,5 +1,6 @@
-// Umbrella header: the whole public API of ensemble-cpp. The daemon double is separate
-// (<ensemble/testing/daemon_double.hpp>): it is for tests and demos, not for bots.
+/// @file
+/// Umbrella header: the whole public API of ensemble-cpp. The daemon double is separate
+/// (<ensemble/testing/daemon_double.hpp>): it is for tests and demos, not for bots.
 #pragma once
 
 #include <ensemble/address.hpp>

@@ -1,18 +1,19 @@
-// Sending a file as the operator (SendFile): the daemon streams TransferProgress while the
-// peer receives, and the call ends when the transfer has. Client::send_file is the way in;
-// this header holds what it returns.
-//
-//   // Blocking: progress on this thread, the final report returned (or an exception).
-//   auto last = client.send_file(peer, "/srv/files/report.pdf",
-//                                [](const ensemble::FileProgress& p) { show(p.percent); });
-//
-//   // Callback: progress and the end on gRPC threads; the handle can cancel.
-//   auto transfer = client.send_file(peer, path, on_progress,
-//                                    [](ensemble::Result<ensemble::FileProgress> r) { ... });
-//
-// The path is opened by the DAEMON, so it names a file on the daemon's machine, readable by
-// the daemon's user. The peer must accept the offer (its operator calls accept_file with
-// the transfer id from its file_offer event) before bytes flow.
+/// @file
+/// Sending a file as the operator (SendFile): the daemon streams TransferProgress while the
+/// peer receives, and the call ends when the transfer has. Client::send_file is the way in;
+/// this header holds what it returns.
+///
+///   // Blocking: progress on this thread, the final report returned (or an exception).
+///   auto last = client.send_file(peer, "/srv/files/report.pdf",
+///                                [](const ensemble::FileProgress& p) { show(p.percent); });
+///
+///   // Callback: progress and the end on gRPC threads; the handle can cancel.
+///   auto transfer = client.send_file(peer, path, on_progress,
+///                                    [](ensemble::Result<ensemble::FileProgress> r) { ... });
+///
+/// The path is opened by the DAEMON, so it names a file on the daemon's machine, readable by
+/// the daemon's user. The peer must accept the offer (its operator calls accept_file with
+/// the transfer id from its file_offer event) before bytes flow.
 #pragma once
 
 #include <ensemble/address.hpp>
@@ -37,28 +38,30 @@
 
 namespace ensemble {
 
-// One TransferProgress report. percent is 0..100 as the daemon computes it. complete is
-// the authoritative end marker: a Go daemon sends a single final report with complete set
-// and only transfer_id filled in, while the daemon double reports bytes and percent as
-// they go.
+/// One TransferProgress report. percent is 0..100 as the daemon computes it. complete is
+/// the authoritative end marker: a Go daemon sends a single final report with complete set
+/// and only transfer_id filled in, while the daemon double reports bytes and percent as
+/// they go.
 struct FileProgress {
-  std::string transfer_id{};
-  std::string filename{};
-  std::uint64_t total_bytes = 0;
-  std::uint64_t sent_bytes = 0;
-  double percent = 0;
-  bool complete = false;
-  std::string error{};  // non-empty: the daemon reports the transfer failed
+  std::string transfer_id{};  ///< the daemon's id of the transfer
+  std::string filename{};  ///< the file's name as the daemon reports it
+  std::uint64_t total_bytes = 0;  ///< the file's size
+  std::uint64_t sent_bytes = 0;  ///< bytes sent so far
+  double percent = 0;  ///< 0..100, as the daemon computes it
+  bool complete = false;  ///< the transfer finished: the last report
+  std::string error{};  ///< non-empty: the daemon reports the transfer failed
 };
 
-// The SendFile call itself succeeded (status OK) but the transfer did not: the daemon
-// reported an error in a progress message, or ended the stream without reporting the
-// transfer complete. last_progress() is the last report received, if any. Failures of the
-// call itself (INTERNAL "sending file: <cause>", UNAVAILABLE, CANCELLED, ...) are RpcError.
+/// The SendFile call itself succeeded (status OK) but the transfer did not: the daemon
+/// reported an error in a progress message, or ended the stream without reporting the
+/// transfer complete. last_progress() is the last report received, if any. Failures of the
+/// call itself (INTERNAL "sending file: <cause>", UNAVAILABLE, CANCELLED, ...) are RpcError.
 class FileTransferError : public Error {
  public:
+  /// `what` is the message; `last` the last report received, if any.
   FileTransferError(std::string what, std::optional<FileProgress> last)
       : Error(std::move(what)), last_(std::move(last)) {}
+  /// The last report received before the transfer failed; empty when none came.
   const std::optional<FileProgress>& last_progress() const noexcept { return last_; }
 
  private:
@@ -105,41 +108,43 @@ inline std::shared_ptr<FileTransfer> open_file_transfer(
     std::function<void(Result<FileProgress>)> on_done, const CallOptions& options);
 }  // namespace detail
 
-// A running SendFile call. Get one from the callback form of Client::send_file().
-//
-// Threading: on_progress runs on a gRPC thread for each report, in order, one at a time;
-// on_done runs once, on a gRPC thread, with the final report or the error, before wait()
-// returns. An exception escaping either is printed to stderr. cancel(), wait(),
-// wait_for(), done() and latest() may be called from any thread; wait() and wait_for()
-// throw Error from inside this transfer's own callbacks. Once wait() (or the release
-// below) has returned, both callbacks have been destroyed.
-//
-// Lifetime: when the last shared_ptr copy goes, the transfer is CANCELLED and, unless that
-// happens on a gRPC callback thread, the release waits for on_done. Keep the handle for as
-// long as the transfer should run. Destroying the Client cancels it and waits.
+/// A running SendFile call. Get one from the callback form of Client::send_file().
+///
+/// Threading: on_progress runs on a gRPC thread for each report, in order, one at a time;
+/// on_done runs once, on a gRPC thread, with the final report or the error, before wait()
+/// returns. An exception escaping either is printed to stderr. cancel(), wait(),
+/// wait_for(), done() and latest() may be called from any thread; wait() and wait_for()
+/// throw Error from inside this transfer's own callbacks. Once wait() (or the release
+/// below) has returned, both callbacks have been destroyed.
+///
+/// Lifetime: when the last shared_ptr copy goes, the transfer is CANCELLED and, unless that
+/// happens on a gRPC callback thread, the release waits for on_done. Keep the handle for as
+/// long as the transfer should run. Destroying the Client cancels it and waits.
 class FileTransfer final : private detail::ReadStream<api::TransferProgress> {
   using Base = detail::ReadStream<api::TransferProgress>;
 
  public:
+  /// What on_progress is: called with each report.
   using ProgressHandler = std::function<void(const FileProgress&)>;
+  /// What on_done is: called once with the final report or the error.
   using DoneHandler = std::function<void(Result<FileProgress>)>;
 
-  // Ends the transfer; it then fails with RpcError CANCELLED.
+  /// Ends the transfer; it then fails with RpcError CANCELLED.
   using Base::cancel;
   using Base::done;
 
-  // Blocks until the end; the final report, or throws what the blocking send_file throws
-  // (RpcError, FileTransferError).
+  /// Blocks until the end; the final report, or throws what the blocking send_file throws
+  /// (RpcError, FileTransferError).
   FileProgress wait() const {
     Base::wait();
     std::lock_guard lock(mu_);
     return Result<FileProgress>(*result_).value();
   }
 
-  // True when the transfer ended within `timeout` (wait() then returns at once).
+  /// True when the transfer ended within `timeout` (wait() then returns at once).
   bool wait_for(std::chrono::milliseconds timeout) const { return Base::wait_for(timeout).has_value(); }
 
-  // The most recent report received so far.
+  /// The most recent report received so far.
   std::optional<FileProgress> latest() const {
     std::lock_guard lock(mu_);
     return last_;

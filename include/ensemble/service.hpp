@@ -1,69 +1,70 @@
-// Service: one registered service, one RegisterService stream, as a gRPC callback reactor.
-//
-// Where things are (the reactor's bodies are in detail/service_reactor.hpp):
-//   - the read loop ........ OnReadDone(): decode one message, queue it, StartRead again
-//   - turns ................ detail/turn_queue.hpp: read-ahead (bounded, drop-oldest, counted),
-//                            per-peer order, the in-flight cap, where each callback runs
-//   - handler dispatch ..... deliver(): a queued event -> the handler you installed
-//   - the write queue ...... enqueue() / OnWriteDone(): one StartWrite in flight, rest queued
-//   - stopping ............. close() / drain() / cancel() / stop_on()
-//   - the one ending ....... OnDone() -> finish() -> the last turn, end(): wait() released
-//
-// Where callbacks run (one rule for every callback: the event handlers, on_state, on_unsent,
-// on_events_dropped, on_error, on_unknown, on_closed and on_handler_exception)
-//   - Every callback is a turn. Turns run on ServiceOptions::executor when it is set;
-//     otherwise on the thread that made them ready: a gRPC thread for everything the stream
-//     does, your own thread for start()'s first `registering` and for the end of a service
-//     that never opened a stream (close() or cancel() before start()).
-//   - Turns of one service never overlap and run in the order they arose (the daemon's
-//     order for events), with one exception: with ServiceOptions::max_turns_in_flight N > 1,
-//     events from different peers (ChatMessage::from_addr and the like) run at the same
-//     time, up to N. One peer's turns still run one at a time, in order.
-//   - Callbacks with no peer (on_state, on_unsent, on_events_dropped, on_closed, errors and
-//     unknown events without a peer) run alone: after every turn that arose before them has
-//     returned, and before any turn that arose after them starts. So `reconnecting` comes
-//     after the chats read before the stream was lost, and on_closed is the very last turn.
-//   - on_handler_exception runs inside the turn whose handler threw, on its thread.
-//   - The end is where the executor stops counting: once the service ends no new turn
-//     starts, the turns running are waited for, and what is left (queued notices, then
-//     on_state(closed) and on_closed, the last turn) runs on the thread that ends the
-//     service, so that a busy, paused or stopped executor cannot hold the end up.
-//   - While turns run the service keeps reading into a bounded queue
-//     (ServiceOptions::event_queue_capacity); when full the OLDEST queued event is dropped,
-//     counted (stats().events_dropped) and reported to on_events_dropped. (Without an
-//     executor, once the turns have proved quick, each runs before the next read starts,
-//     for the reply's latency; a slow turn puts the service back to reading first.)
-//   - A service started with no event handler is read with next_event() instead (pull mode);
-//     its other callbacks still run as turns.
-//   - Actions (send_message, accept_connection, ...) may be called from any thread, any
-//     number at once, including from inside a handler. They never block on the network:
-//     each is queued in call order and written one at a time. An action on a service that
-//     is not registered throws ServiceClosedError. "Written" means gRPC's transport took it
-//     (the daemon acknowledges nothing, so a written action may still be lost if the daemon
-//     goes away); an action that provably never left (still queued, or its write failed)
-//     when the stream ended is reported to on_unsent().
-//   - Handlers must be installed before start(); installing one later throws, so no event
-//     can arrive with nobody to take it.
-//   - wait() / wait_for() throw Error from inside any turn of this service (the end cannot
-//     come while one runs) and before start() (nothing would end it).
-//
-// Lifetime contract
-//   - Client::service() and friends return a std::shared_ptr. When the last copy goes, the
-//     stream is cancelled and, unless that happens inside a turn, the release waits until the
-//     service has fully ended. The ending calls (wait() returning, that release, ~Client)
-//     return only after the last turn has run AND every handler, the executor and the stop
-//     callbacks have been destroyed: what they capture may be freed next. Releasing from
-//     inside a turn is safe too; it just does not wait.
-//   - The release waits for running turns: do not release while holding a lock that a
-//     handler takes (move the shared_ptr out under the lock, release it after unlocking).
-//   - Events still queued when the service is cancelled, released or ends are discarded
-//     (stats().events_discarded), except that drain() delivers them first, up to its grace.
-//     The executor must outlive the service (every task it accepts must run).
-//   - Do not capture the shared_ptr in the service's own handlers (a cycle: the service would
-//     only end with its Client). Take the service as the handler's first parameter instead
-//     (`on_chat([](ChatService& self, const ChatMessage& m) {...})`), or capture a raw pointer.
-//   - Timers (the registration deadline of every attempt, the reconnect backoff, a drain's
-//     grace) are gRPC alarms: the library starts no thread of its own.
+/// @file
+/// Service: one registered service, one RegisterService stream, as a gRPC callback reactor.
+///
+/// Where things are (the reactor's bodies are in detail/service_reactor.hpp):
+///   - the read loop ........ OnReadDone(): decode one message, queue it, StartRead again
+///   - turns ................ detail/turn_queue.hpp: read-ahead (bounded, drop-oldest, counted),
+///                            per-peer order, the in-flight cap, where each callback runs
+///   - handler dispatch ..... deliver(): a queued event -> the handler you installed
+///   - the write queue ...... enqueue() / OnWriteDone(): one StartWrite in flight, rest queued
+///   - stopping ............. close() / drain() / cancel() / stop_on()
+///   - the one ending ....... OnDone() -> finish() -> the last turn, end(): wait() released
+///
+/// Where callbacks run (one rule for every callback: the event handlers, on_state, on_unsent,
+/// on_events_dropped, on_error, on_unknown, on_closed and on_handler_exception)
+///   - Every callback is a turn. Turns run on ServiceOptions::executor when it is set;
+///     otherwise on the thread that made them ready: a gRPC thread for everything the stream
+///     does, your own thread for start()'s first `registering` and for the end of a service
+///     that never opened a stream (close() or cancel() before start()).
+///   - Turns of one service never overlap and run in the order they arose (the daemon's
+///     order for events), with one exception: with ServiceOptions::max_turns_in_flight N > 1,
+///     events from different peers (ChatMessage::from_addr and the like) run at the same
+///     time, up to N. One peer's turns still run one at a time, in order.
+///   - Callbacks with no peer (on_state, on_unsent, on_events_dropped, on_closed, errors and
+///     unknown events without a peer) run alone: after every turn that arose before them has
+///     returned, and before any turn that arose after them starts. So `reconnecting` comes
+///     after the chats read before the stream was lost, and on_closed is the very last turn.
+///   - on_handler_exception runs inside the turn whose handler threw, on its thread.
+///   - The end is where the executor stops counting: once the service ends no new turn
+///     starts, the turns running are waited for, and what is left (queued notices, then
+///     on_state(closed) and on_closed, the last turn) runs on the thread that ends the
+///     service, so that a busy, paused or stopped executor cannot hold the end up.
+///   - While turns run the service keeps reading into a bounded queue
+///     (ServiceOptions::event_queue_capacity); when full the OLDEST queued event is dropped,
+///     counted (stats().events_dropped) and reported to on_events_dropped. (Without an
+///     executor, once the turns have proved quick, each runs before the next read starts,
+///     for the reply's latency; a slow turn puts the service back to reading first.)
+///   - A service started with no event handler is read with next_event() instead (pull mode);
+///     its other callbacks still run as turns.
+///   - Actions (send_message, accept_connection, ...) may be called from any thread, any
+///     number at once, including from inside a handler. They never block on the network:
+///     each is queued in call order and written one at a time. An action on a service that
+///     is not registered throws ServiceClosedError. "Written" means gRPC's transport took it
+///     (the daemon acknowledges nothing, so a written action may still be lost if the daemon
+///     goes away); an action that provably never left (still queued, or its write failed)
+///     when the stream ended is reported to on_unsent().
+///   - Handlers must be installed before start(); installing one later throws, so no event
+///     can arrive with nobody to take it.
+///   - wait() / wait_for() throw Error from inside any turn of this service (the end cannot
+///     come while one runs) and before start() (nothing would end it).
+///
+/// Lifetime contract
+///   - Client::service() and friends return a std::shared_ptr. When the last copy goes, the
+///     stream is cancelled and, unless that happens inside a turn, the release waits until the
+///     service has fully ended. The ending calls (wait() returning, that release, ~Client)
+///     return only after the last turn has run AND every handler, the executor and the stop
+///     callbacks have been destroyed: what they capture may be freed next. Releasing from
+///     inside a turn is safe too; it just does not wait.
+///   - The release waits for running turns: do not release while holding a lock that a
+///     handler takes (move the shared_ptr out under the lock, release it after unlocking).
+///   - Events still queued when the service is cancelled, released or ends are discarded
+///     (stats().events_discarded), except that drain() delivers them first, up to its grace.
+///     The executor must outlive the service (every task it accepts must run).
+///   - Do not capture the shared_ptr in the service's own handlers (a cycle: the service would
+///     only end with its Client). Take the service as the handler's first parameter instead
+///     (`on_chat([](ChatService& self, const ChatMessage& m) {...})`), or capture a raw pointer.
+///   - Timers (the registration deadline of every attempt, the reconnect backoff, a drain's
+///     grace) are gRPC alarms: the library starts no thread of its own.
 #pragma once
 
 #include <ensemble/address.hpp>
@@ -112,51 +113,53 @@
 
 namespace ensemble {
 
-// Where a service is in its life; reported to on_state().
+/// Where a service is in its life; reported to on_state().
 enum class ServiceState {
-  idle,          // constructed, start() not called
-  registering,   // RegisterService open, waiting for `registered`
-  registered,    // address() valid, actions accepted
-  reconnecting,  // between attempts: the stream was lost (ReconnectPolicy), or start() waits
-                 // for a daemon that is not ready yet (ServiceOptions::wait_for_daemon)
-  closed,        // ended for good; wait() returns
+  idle,          ///< constructed, start() not called
+  registering,   ///< RegisterService open, waiting for `registered`
+  registered,    ///< address() valid, actions accepted
+  reconnecting,  ///< between attempts: the stream was lost (ReconnectPolicy), or start() waits
+                 ///< for a daemon that is not ready yet (ServiceOptions::wait_for_daemon)
+  closed,        ///< ended for good; wait() returns
 };
 
-// Counters, for metrics and for proving nothing went missing: every accepted action ends up
-// in exactly one of actions_written or actions_unsent.
-//   actions_written: gRPC's transport took it (OnWriteDone ok). Not a delivery receipt: the
-//     daemon acknowledges nothing, and if it goes away, written actions may never reach it.
-//   actions_unsent: provably never left (still queued when the stream ended, or its write
-//     failed); each was reported to on_unsent.
-// Likewise every event read off the stream (an event, a message of a kind this version does
-// not know, or a daemon error on the open stream) is counted in events_received and ends up
-// in exactly one of events_delivered (handed to a handler or returned by next_event),
-// events_dropped (the read-ahead queue was full; reported to on_events_dropped),
-// events_discarded (cancelled, ended or drained before it was delivered) or events_queued():
-// received = delivered + dropped + discarded + queued, at every moment (the four are read
-// together).
+/// Counters, for metrics and for proving nothing went missing: every accepted action ends up
+/// in exactly one of actions_written or actions_unsent.
+///   actions_written: gRPC's transport took it (OnWriteDone ok). Not a delivery receipt: the
+///     daemon acknowledges nothing, and if it goes away, written actions may never reach it.
+///   actions_unsent: provably never left (still queued when the stream ended, or its write
+///     failed); each was reported to on_unsent.
+/// Likewise every event read off the stream (an event, a message of a kind this version does
+/// not know, or a daemon error on the open stream) is counted in events_received and ends up
+/// in exactly one of events_delivered (handed to a handler or returned by next_event),
+/// events_dropped (the read-ahead queue was full; reported to on_events_dropped),
+/// events_discarded (cancelled, ended or drained before it was delivered) or events_queued():
+/// received = delivered + dropped + discarded + queued, at every moment (the four are read
+/// together).
 struct ServiceStats {
-  std::uint64_t events_received = 0;
-  std::uint64_t actions_written = 0;
-  std::uint64_t actions_unsent = 0;
-  std::uint64_t events_dropped = 0;
-  std::uint64_t events_discarded = 0;
-  std::uint64_t events_delivered = 0;
-  std::uint64_t events_queued = 0;
+  std::uint64_t events_received = 0;  ///< read off the stream, of every kind
+  std::uint64_t actions_written = 0;  ///< taken by gRPC's transport
+  std::uint64_t actions_unsent = 0;  ///< never left; each reported to on_unsent
+  std::uint64_t events_dropped = 0;  ///< dropped from a full read-ahead queue
+  std::uint64_t events_discarded = 0;  ///< cancelled, ended or drained before delivery
+  std::uint64_t events_delivered = 0;  ///< handed to a handler or returned by next_event
+  std::uint64_t events_queued = 0;  ///< waiting in the read-ahead queue
 };
 
-// An action that was accepted by send_message() & co. but provably never left: it was still
-// queued when the stream ended, or gRPC failed its write.
+/// An action that was accepted by send_message() & co. but provably never left: it was still
+/// queued when the stream ended, or gRPC failed its write.
 struct UnsentAction {
+  /// Which action: send_message, accept_connection, reject_connection, send_bytes or
+  /// introduce_peers.
   enum class Kind { send_message, accept, reject, send_bytes, introduce_peers };
-  Kind kind;
-  std::string target;  // to_addr, or request_id for accept/reject
-  grpc::Status reason;  // how the stream ended
+  Kind kind;  ///< which action it was
+  std::string target;  ///< to_addr, or request_id for accept/reject
+  grpc::Status reason;  ///< how the stream ended
 };
 
 template <class Unused = void>
 class BasicClient;
-// The client: connection, node-level calls, and the factory of services (client.hpp).
+/// The client: connection, node-level calls, and the factory of services (client.hpp).
 using Client = BasicClient<void>;
 
 namespace detail {
@@ -174,13 +177,13 @@ class ServiceKey {
 inline constexpr std::string_view kStreamClosedReason = "service stream closed";
 }  // namespace detail
 
-// The reactor is a private base: gRPC drives it, while StartWrite, AddHold, StartCall and
-// the On* reactions stay out of users' reach (a stray StartWrite would break the one-write-
-// in-flight rule the write queue keeps).
-//
-// Users name it Service; it is a class template with the one instantiation
-// BasicService<void> only so that a program may compile it once instead of in every file
-// that starts a service: see <ensemble/separate_compilation.hpp>.
+/// The reactor is a private base: gRPC drives it, while StartWrite, AddHold, StartCall and
+/// the On* reactions stay out of users' reach (a stray StartWrite would break the one-write-
+/// in-flight rule the write queue keeps).
+///
+/// Users name it Service; it is a class template with the one instantiation
+/// BasicService<void> only so that a program may compile it once instead of in every file
+/// that starts a service: see <ensemble/separate_compilation.hpp>.
 template <class Unused = void>
 class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, api::ServiceServerMessage>,
                      private detail::LiveCall,
@@ -192,67 +195,72 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   // ---- Handlers: install before start(). Each replaces any earlier one of its kind. ----
   // (ChatService, RpcService and HttpService add a second form of each, whose handler also
   // receives the service: see ServiceOf below.)
+  /// Inbound chats (ChatMessage).
   BasicService& on_chat(std::function<void(const ChatMessage&)> handler) {
     return install(chat_handler_, std::move(handler), "on_chat");
   }
+  /// Peers asking to connect (ConnectionRequest); answer with accept_connection() or
+  /// reject_connection().
   BasicService& on_connection_request(std::function<void(const ConnectionRequest&)> handler) {
     return install(connection_handler_, std::move(handler), "on_connection_request");
   }
+  /// Introductions from other services (PeerIntroduction).
   BasicService& on_peer_introduction(std::function<void(const PeerIntroduction&)> handler) {
     return install(introduction_handler_, std::move(handler), "on_peer_introduction");
   }
-  // Event types this version does not know, and payloads that do not parse.
+  /// Event types this version does not know, and payloads that do not parse.
   BasicService& on_unknown(std::function<void(const UnknownEvent&)> handler) {
     return install(unknown_handler_, std::move(handler), "on_unknown");
   }
-  // Recoverable daemon errors on the open stream (ServiceError::Kind tells which).
+  /// Recoverable daemon errors on the open stream (ServiceError::Kind tells which).
   BasicService& on_error(std::function<void(const ServiceError&)> handler) {
     return install(error_handler_, std::move(handler), "on_error");
   }
-  // Actions that were queued but not written when a stream ended.
+  /// Actions that were queued but not written when a stream ended.
   BasicService& on_unsent(std::function<void(const UnsentAction&)> handler) {
     return install(unsent_handler_, std::move(handler), "on_unsent");
   }
+  /// Every change of ServiceState, in order, from start()'s `registering` to `closed`.
   BasicService& on_state(std::function<void(ServiceState)> handler) {
     return install(state_handler_, std::move(handler), "on_state");
   }
-  // The final status, once, when the service has ended for good (also returned by wait()).
-  // The last turn of the service.
+  /// The final status, once, when the service has ended for good (also returned by wait()).
+  /// The last turn of the service.
   BasicService& on_closed(std::function<void(const grpc::Status&)> handler) {
     return install(closed_handler_, std::move(handler), "on_closed");
   }
-  // Events the read-ahead queue dropped because it was full (ServiceOptions::
-  // event_queue_capacity), oldest first; `count` covers every drop since the last call. Runs
-  // alone, before the next event that was kept. (In pull mode the report is an
-  // EventsDropped in next_event()'s sequence instead.)
+  /// Events the read-ahead queue dropped because it was full (ServiceOptions::
+  /// event_queue_capacity), oldest first; `count` covers every drop since the last call. Runs
+  /// alone, before the next event that was kept. (In pull mode the report is an
+  /// EventsDropped in next_event()'s sequence instead.)
   BasicService& on_events_dropped(std::function<void(std::uint64_t count)> handler) {
     return install(dropped_handler_, std::move(handler), "on_events_dropped");
   }
-  // An exception that escaped one of your callbacks, inside the same turn. Without this
-  // handler it goes to the log sink (log.hpp); either way the stream goes on.
+  /// An exception that escaped one of your callbacks, inside the same turn. Without this
+  /// handler it goes to the log sink (log.hpp); either way the stream goes on.
   BasicService& on_handler_exception(std::function<void(std::exception_ptr)> handler) {
     return install(exception_handler_, std::move(handler), "on_handler_exception");
   }
 
   // ---- Registration ----
 
-  // Opens the stream, sends the manifest and blocks until the daemon answers. Throws
-  // RegistrationError (ALREADY_EXISTS, INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED,
-  // UNAVAILABLE, UNIMPLEMENTED, or DEADLINE_EXCEEDED after ServiceOptions::registration_timeout).
-  // With ServiceOptions::wait_for_daemon it waits through a daemon that is not up yet
-  // (UNAVAILABLE) or still bootstrapping Tor (UNIMPLEMENTED), registering again with the
-  // ReconnectPolicy's backoff, unless waiting cannot help (the socket path is not a socket,
-  // this user may not open it, the TLS handshake fails: UNAVAILABLE at once, with the cause).
-  // close(), drain(), cancel() or a stop_on() token from another thread end it at once,
-  // without the daemon (RegistrationError CANCELLED, with what the last attempt met). A
-  // failed start() leaves the service ended (wait() returns the status). Throws Error when it
-  // was already started, ServiceClosedError when it was cancelled or closed before start() or
-  // its Client has been destroyed.
+  /// Opens the stream, sends the manifest and blocks until the daemon answers. Throws
+  /// RegistrationError (ALREADY_EXISTS, INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED,
+  /// UNAVAILABLE, UNIMPLEMENTED, or DEADLINE_EXCEEDED after ServiceOptions::registration_timeout).
+  /// With ServiceOptions::wait_for_daemon it waits through a daemon that is not up yet
+  /// (UNAVAILABLE) or still bootstrapping Tor (UNIMPLEMENTED), registering again with the
+  /// ReconnectPolicy's backoff, unless waiting cannot help (the socket path is not a socket,
+  /// this user may not open it, the TLS handshake fails: UNAVAILABLE at once, with the cause).
+  /// close(), drain(), cancel() or a stop_on() token from another thread end it at once,
+  /// without the daemon (RegistrationError CANCELLED, with what the last attempt met). A
+  /// failed start() leaves the service ended (wait() returns the status). Throws Error when it
+  /// was already started, ServiceClosedError when it was cancelled or closed before start() or
+  /// its Client has been destroyed.
   void start() { start_async().get(); }
 
-  // The same without blocking: the future becomes ready at `registered`, or holds the
-  // RegistrationError. The registration deadline applies as for start(). (With an executor,
-  // the on_state(registered) turn may still be on its way when the future is ready.)
+  /// The same without blocking: the future becomes ready at `registered`, or holds the
+  /// RegistrationError. The registration deadline applies as for start(). (With an executor,
+  /// the on_state(registered) turn may still be on its way when the future is ready.)
   std::future<void> start_async() {
     std::future<void> registered;
     std::uint64_t attempt = 0;
@@ -290,19 +298,23 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     return registered;
   }
 
+  /// The name the service registers under.
   const std::string& name() const noexcept { return name_; }
+  /// The transport, fixed by the service's type.
   Transport transport() const noexcept { return transport_; }
 
-  // The service's own address and onion, as the daemon assigned them at registration.
-  // Stable for a name across reconnects and daemon restarts (the daemon keeps the keypair).
+  /// The service's own address and onion, as the daemon assigned them at registration.
+  /// Stable for a name across reconnects and daemon restarts (the daemon keeps the keypair).
   std::string address() const {
     std::lock_guard lock(mu_);
     return address_;
   }
+  /// The service's onion address (see address()); empty until registered.
   std::string onion() const {
     std::lock_guard lock(mu_);
     return onion_;
   }
+  /// Where the service is in its life right now (on_state reports each change).
   ServiceState state() const {
     std::lock_guard lock(mu_);
     return state_;
@@ -310,8 +322,8 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
 
   // ---- Actions (any thread; queued in call order; see the threading contract above) ----
 
-  // Chat to a peer as this service's own identity (the peer's gate sees the service's
-  // address). For the operator's identity use Client::send.
+  /// Chat to a peer as this service's own identity (the peer's gate sees the service's
+  /// address). For the operator's identity use Client::send.
   void send_message(std::string to_addr, std::string text) {
     require_valid_address(to_addr, "send_message to_addr");
     if (text.empty()) throw InvalidArgumentError("send_message: text is empty");
@@ -322,6 +334,8 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     enqueue(std::move(m));
   }
 
+  /// Accepts a peer's dial to this service: `request_id` from its ConnectionRequest.
+  /// InvalidArgumentError when it is empty.
   void accept_connection(std::string request_id) {
     if (request_id.empty()) throw InvalidArgumentError("accept_connection: request_id is empty");
     api::ServiceClientMessage m;
@@ -329,6 +343,8 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     enqueue(std::move(m));
   }
 
+  /// Refuses a peer's dial to this service, with `reason` for the peer (may be empty).
+  /// InvalidArgumentError when `request_id` is empty.
   void reject_connection(std::string request_id, std::string reason = {}) {
     if (request_id.empty()) throw InvalidArgumentError("reject_connection: request_id is empty");
     api::ServiceClientMessage m;
@@ -338,8 +354,8 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     enqueue(std::move(m));
   }
 
-  // Asks the daemon to introduce to_addr to other_addr. The receiver gets a PeerIntroduction
-  // whose from_service_addr is this service's address, attested by the daemon.
+  /// Asks the daemon to introduce to_addr to other_addr. The receiver gets a PeerIntroduction
+  /// whose from_service_addr is this service's address, attested by the daemon.
   void introduce_peers(std::string to_addr, std::string other_addr, std::string session_id,
                        Timestamp expires_at, std::string role_hint = {},
                        std::string payload = {}) {
@@ -357,20 +373,22 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     enqueue(std::move(m));
   }
 
-  // Dials a peer as this SERVICE's identity (ConnectAs), so the peer's gate sees the
-  // service's address (address()), not the operator's. Pick this when the peer admits the
-  // service (its allowlist or contacts hold the service address) or the conversation is the
-  // bot's own; Client::connect dials as the operator (the daemon's node identity) instead,
-  // for peers that admit the operator. Mixing them up is the usual reason a peer refuses a
-  // dial it should accept. A refused dial is accepted == false with the daemon's reason,
-  // not an exception; RpcError only for call failures (NOT_FOUND when the service is not
-  // registered right now). Throws AddressError for an invalid address before sending.
+  /// Dials a peer as this SERVICE's identity (ConnectAs), so the peer's gate sees the
+  /// service's address (address()), not the operator's. Pick this when the peer admits the
+  /// service (its allowlist or contacts hold the service address) or the conversation is the
+  /// bot's own; Client::connect dials as the operator (the daemon's node identity) instead,
+  /// for peers that admit the operator. Mixing them up is the usual reason a peer refuses a
+  /// dial it should accept. A refused dial is accepted == false with the daemon's reason,
+  /// not an exception; RpcError only for call failures (NOT_FOUND when the service is not
+  /// registered right now). Throws AddressError for an invalid address before sending.
   ConnectResult connect_peer(std::string address, CallOptions options = {}) {
     return detail::blocking_call<api::ConnectResponse>(
         *conn_, "ConnectAs", connect_as_request(std::move(address)), options,
         [](auto& stub, auto* ctx, const auto& req, auto* resp) { return stub.ConnectAs(ctx, req, resp); },
         detail::to_connect_result);
   }
+  /// The callback form: returns at once; `callback` runs once, on a gRPC thread, with what the
+  /// blocking form above returns or throws.
   void connect_peer(std::string address, std::function<void(Result<ConnectResult>)> callback,
                     CallOptions options = {}) {
     detail::callback_call<api::ConnectResponse>(
@@ -381,6 +399,7 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
         detail::to_connect_result, std::move(callback));
   }
 
+  /// The counters as of now, read together (ServiceStats says what adds up to what).
   ServiceStats stats() const {
     const auto counts = queue_->counts();
     return {counts.received,
@@ -392,21 +411,21 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
             counts.queued};
   }
 
-  // Events read ahead and not yet handed to a handler or to next_event().
+  /// Events read ahead and not yet handed to a handler or to next_event().
   std::size_t events_queued() const { return queue_->size(); }
 
   // ---- Pull mode: read the service as a sequence ----
-  //
-  // A service started with no event handler installed (on_chat, on_connection_request,
-  // on_peer_introduction, on_unknown, on_error, on_rpc) is in pull mode: every event, daemon
-  // error and loss report waits in the read-ahead queue for this call, in the daemon's
-  // order. Returns the next one, or std::nullopt when none came within `timeout` (0: do not
-  // wait; a timeout too long for the clock waits without limit). Once the service has ended
-  // for good and the queue is empty it throws ServiceClosedError (events read before the end
-  // are still returned first; cancel() discards them). Any thread; several callers share the
-  // sequence. A thread that got an event holds it as a turn until it calls next_event()
-  // again: what drain() waits for. With an event handler installed the service is in
-  // handler mode and this throws Error: events go to the handlers, never to two places.
+  ///
+  /// A service started with no event handler installed (on_chat, on_connection_request,
+  /// on_peer_introduction, on_unknown, on_error, on_rpc) is in pull mode: every event, daemon
+  /// error and loss report waits in the read-ahead queue for this call, in the daemon's
+  /// order. Returns the next one, or std::nullopt when none came within `timeout` (0: do not
+  /// wait; a timeout too long for the clock waits without limit). Once the service has ended
+  /// for good and the queue is empty it throws ServiceClosedError (events read before the end
+  /// are still returned first; cancel() discards them). Any thread; several callers share the
+  /// sequence. A thread that got an event holds it as a turn until it calls next_event()
+  /// again: what drain() waits for. With an event handler installed the service is in
+  /// handler mode and this throws Error: events go to the handlers, never to two places.
   std::optional<InboundEvent> next_event(std::chrono::milliseconds timeout) {
     {
       std::lock_guard lock(mu_);
@@ -429,15 +448,15 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     throw ServiceClosedError("next_event: service \"" + name_ + "\" has ended and its events were all taken");
   }
 
-  // Number of actions queued behind the one being written.
+  /// Number of actions queued behind the one being written.
   std::size_t queued() const {
     std::lock_guard lock(mu_);
     return pending_.size();
   }
 
-  // Blocks until every action queued so far has been handed to gRPC's transport (not: has
-  // reached the daemon). False on timeout or when the stream ended first (the leftovers
-  // went to on_unsent). A timeout too long for the clock (milliseconds::max()) is no limit.
+  /// Blocks until every action queued so far has been handed to gRPC's transport (not: has
+  /// reached the daemon). False on timeout or when the stream ended first (the leftovers
+  /// went to on_unsent). A timeout too long for the clock (milliseconds::max()) is no limit.
   bool flush(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mu_);
     return wait_up_to(lock, timeout, [&] { return !write_in_flight_ && pending_.empty(); }) &&
@@ -451,24 +470,24 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   // registering, or waiting for the daemon between attempts, any of them ends the attempt
   // now and start() throws RegistrationError CANCELLED.
 
-  // Graceful: actions already queued are still written, then the stream is half-closed and
-  // the daemon ends it; wait() returns OK. New actions throw from now on, including replies
-  // of turns still running (drain() lets them finish first). Before start(): ends the
-  // service without opening a stream (on_closed runs as the last turn, start() throws
-  // ServiceClosedError).
+  /// Graceful: actions already queued are still written, then the stream is half-closed and
+  /// the daemon ends it; wait() returns OK. New actions throw from now on, including replies
+  /// of turns still running (drain() lets them finish first). Before start(): ends the
+  /// service without opening a stream (on_closed runs as the last turn, start() throws
+  /// ServiceClosedError).
   void close() { close_stream(/*graceful=*/true); }
 
-  // Graceful, for a bot with turns in flight: no new event is taken from now on (each is
-  // counted in events_discarded; a connection request among them is rejected with the
-  // daemon's own reason, "service stream closed"); turns already running finish and their
-  // replies are written; events already queued are still delivered (handler mode) or
-  // returned by next_event() (pull mode) until `grace` has passed, then discarded the same
-  // way. Once nothing is queued or in flight the service closes as close() does and wait()
-  // returns OK. `grace` is in milliseconds: 0 discards the queue at once; a value too long
-  // for the clock means no deadline; negative is an InvalidArgumentError. Not registered
-  // (yet): the same as close(). A second drain() or a close() meanwhile keeps the earliest
-  // end. In pull mode a turn lasts from next_event() returning an event until the same
-  // thread calls next_event() again.
+  /// Graceful, for a bot with turns in flight: no new event is taken from now on (each is
+  /// counted in events_discarded; a connection request among them is rejected with the
+  /// daemon's own reason, "service stream closed"); turns already running finish and their
+  /// replies are written; events already queued are still delivered (handler mode) or
+  /// returned by next_event() (pull mode) until `grace` has passed, then discarded the same
+  /// way. Once nothing is queued or in flight the service closes as close() does and wait()
+  /// returns OK. `grace` is in milliseconds: 0 discards the queue at once; a value too long
+  /// for the clock means no deadline; negative is an InvalidArgumentError. Not registered
+  /// (yet): the same as close(). A second drain() or a close() meanwhile keeps the earliest
+  /// end. In pull mode a turn lasts from next_event() returning an event until the same
+  /// thread calls next_event() again.
   void drain(std::chrono::milliseconds grace) {
     if (grace.count() < 0) {
       throw InvalidArgumentError("drain: grace is negative (" + std::to_string(grace.count()) + " ms)");
@@ -492,17 +511,17 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     }
   }
 
-  // Abrupt: cancels the stream now; queued actions are reported unsent, queued events are
-  // discarded (both modes), turns already running still finish. wait() returns CANCELLED.
-  // Before start(): ends the service without opening a stream (start() throws
-  // ServiceClosedError).
+  /// Abrupt: cancels the stream now; queued actions are reported unsent, queued events are
+  /// discarded (both modes), turns already running still finish. wait() returns CANCELLED.
+  /// Before start(): ends the service without opening a stream (start() throws
+  /// ServiceClosedError).
   void cancel() { cancel_call(); }
 
-  // Drains the service (drain(grace)) when `token` is stopped: the way to connect a
-  // SignalStop (signals.hpp) or any std::stop_source to the service, at any moment of its
-  // life: before start() (start() then throws ServiceClosedError), while start() waits,
-  // registered with turns in flight. A token already stopped drains at once. The stop
-  // callback runs on the thread that requests the stop; it is destroyed with the handlers.
+  /// Drains the service (drain(grace)) when `token` is stopped: the way to connect a
+  /// SignalStop (signals.hpp) or any std::stop_source to the service, at any moment of its
+  /// life: before start() (start() then throws ServiceClosedError), while start() waits,
+  /// registered with turns in flight. A token already stopped drains at once. The stop
+  /// callback runs on the thread that requests the stop; it is destroyed with the handlers.
   void stop_on(std::stop_token token, std::chrono::milliseconds grace) {
     if (grace.count() < 0) {
       throw InvalidArgumentError("stop_on: grace is negative (" + std::to_string(grace.count()) + " ms)");
@@ -512,12 +531,12 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     if (!finished_) stop_callbacks_.push_back(std::move(callback));
   }
 
-  // Blocks until the service has ended for good and returns the final status (OK after a
-  // graceful close or drain; CANCELLED after cancel() or ~Client; UNAVAILABLE when the daemon
-  // went away; the registration's status when start() failed). When it returns, no callback
-  // of this service runs again and every handler has been destroyed. Throws Error before
-  // start() (nothing would end it) and from inside any turn of this service (the service
-  // cannot end while one runs: call close(), drain() or cancel() there and return).
+  /// Blocks until the service has ended for good and returns the final status (OK after a
+  /// graceful close or drain; CANCELLED after cancel() or ~Client; UNAVAILABLE when the daemon
+  /// went away; the registration's status when start() failed). When it returns, no callback
+  /// of this service runs again and every handler has been destroyed. Throws Error before
+  /// start() (nothing would end it) and from inside any turn of this service (the service
+  /// cannot end while one runs: call close(), drain() or cancel() there and return).
   grpc::Status wait() {
     refuse_blocking("wait()");
     std::unique_lock lock(mu_);
@@ -525,8 +544,8 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
     return final_status_;
   }
 
-  // The same with a limit; nullopt when the service has not ended within `timeout` (100
-  // years or more: no limit, as wait()). Throws where wait() throws.
+  /// The same with a limit; nullopt when the service has not ended within `timeout` (100
+  /// years or more: no limit, as wait()). Throws where wait() throws.
   std::optional<grpc::Status> wait_for(std::chrono::milliseconds timeout) {
     refuse_blocking("wait_for()");
     std::unique_lock lock(mu_);
@@ -535,6 +554,8 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   }
 
  protected:
+  // The concrete service types' plumbing, not API: left out of the reference.
+  /// @cond ENSEMBLE_INTERNAL
   BasicService(std::shared_ptr<detail::Connection> conn, std::string name, Transport transport,
                ServiceOptions options)
       : conn_(std::move(conn)),
@@ -619,6 +640,7 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   // Set by RpcService; the core dispatches rpc_message to it.
   std::function<void(const RpcMessage&)> rpc_handler_;
 
+  /// @endcond
  private:
   friend struct detail::ServiceReleaser;
 
@@ -870,70 +892,91 @@ class BasicService : private grpc::ClientBidiReactor<api::ServiceClientMessage, 
   grpc::Status final_status_;
 };
 
+/// The service type users name (ChatService, RpcService and HttpService derive from it).
 using Service = BasicService<>;
 
 #if defined(ENSEMBLE_SEPARATE_COMPILATION)
-// Compiled once, in the file that includes <ensemble/separate_compilation.hpp>.
+/// Compiled once, in the file that includes <ensemble/separate_compilation.hpp>.
 extern template class BasicService<void>;
 #endif
 
-// A concrete service type's handlers in two forms: the event alone, as BasicService takes
-// them, or the service and the event, so that a handler replies through the service it is
-// given instead of a captured pointer (a captured shared_ptr would be a cycle):
-//
-//     bot->on_chat([](ensemble::ChatService& self, const ensemble::ChatMessage& m) {
-//       self.send_message(m.from_addr, "echo: " + m.text);
-//     });
-//
-// `self` is valid for the whole turn. Each form returns the concrete type, for chaining.
+/// A concrete service type's handlers in two forms: the event alone, as BasicService takes
+/// them, or the service and the event, so that a handler replies through the service it is
+/// given instead of a captured pointer (a captured shared_ptr would be a cycle):
+///
+///     bot->on_chat([](ensemble::ChatService& self, const ensemble::ChatMessage& m) {
+///       self.send_message(m.from_addr, "echo: " + m.text);
+///     });
+///
+/// `self` is valid for the whole turn. Each form returns the concrete type, for chaining.
 template <class Self>
 class ServiceOf : public Service {
  public:
+  /// BasicService::on_chat(), with a handler of either form:
+  /// void(const ChatMessage&) or void(Self&, const ChatMessage&).
   template <class F>
   Self& on_chat(F&& handler) {
     Service::on_chat(bind<const ChatMessage&>(std::forward<F>(handler)));
     return self();
   }
+  /// BasicService::on_connection_request(), with a handler of either form:
+  /// void(const ConnectionRequest&) or void(Self&, const ConnectionRequest&).
   template <class F>
   Self& on_connection_request(F&& handler) {
     Service::on_connection_request(bind<const ConnectionRequest&>(std::forward<F>(handler)));
     return self();
   }
+  /// BasicService::on_peer_introduction(), with a handler of either form:
+  /// void(const PeerIntroduction&) or void(Self&, const PeerIntroduction&).
   template <class F>
   Self& on_peer_introduction(F&& handler) {
     Service::on_peer_introduction(bind<const PeerIntroduction&>(std::forward<F>(handler)));
     return self();
   }
+  /// BasicService::on_unknown(), with a handler of either form:
+  /// void(const UnknownEvent&) or void(Self&, const UnknownEvent&).
   template <class F>
   Self& on_unknown(F&& handler) {
     Service::on_unknown(bind<const UnknownEvent&>(std::forward<F>(handler)));
     return self();
   }
+  /// BasicService::on_error(), with a handler of either form:
+  /// void(const ServiceError&) or void(Self&, const ServiceError&).
   template <class F>
   Self& on_error(F&& handler) {
     Service::on_error(bind<const ServiceError&>(std::forward<F>(handler)));
     return self();
   }
+  /// BasicService::on_unsent(), with a handler of either form:
+  /// void(const UnsentAction&) or void(Self&, const UnsentAction&).
   template <class F>
   Self& on_unsent(F&& handler) {
     Service::on_unsent(bind<const UnsentAction&>(std::forward<F>(handler)));
     return self();
   }
+  /// BasicService::on_state(), with a handler of either form:
+  /// void(ServiceState) or void(Self&, ServiceState).
   template <class F>
   Self& on_state(F&& handler) {
     Service::on_state(bind<ServiceState>(std::forward<F>(handler)));
     return self();
   }
+  /// BasicService::on_closed(), with a handler of either form:
+  /// void(const grpc::Status&) or void(Self&, const grpc::Status&).
   template <class F>
   Self& on_closed(F&& handler) {
     Service::on_closed(bind<const grpc::Status&>(std::forward<F>(handler)));
     return self();
   }
+  /// BasicService::on_events_dropped(), with a handler of either form:
+  /// void(std::uint64_t) or void(Self&, std::uint64_t).
   template <class F>
   Self& on_events_dropped(F&& handler) {
     Service::on_events_dropped(bind<std::uint64_t>(std::forward<F>(handler)));
     return self();
   }
+  /// BasicService::on_handler_exception(), with a handler of either form:
+  /// void(std::exception_ptr) or void(Self&, std::exception_ptr).
   template <class F>
   Self& on_handler_exception(F&& handler) {
     Service::on_handler_exception(bind<std::exception_ptr>(std::forward<F>(handler)));
@@ -941,6 +984,8 @@ class ServiceOf : public Service {
   }
 
  protected:
+  // The concrete service types' plumbing, not API: left out of the reference.
+  /// @cond ENSEMBLE_INTERNAL
   using Service::Service;
 
   Self& self() noexcept { return static_cast<Self&>(*this); }
@@ -958,6 +1003,7 @@ class ServiceOf : public Service {
       return std::function<void(Arg)>(std::forward<F>(handler));
     }
   }
+  /// @endcond
 };
 
 namespace detail {

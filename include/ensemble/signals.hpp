@@ -1,28 +1,29 @@
-// SignalStop: SIGINT and SIGTERM as a std::stop_token, so that Ctrl-C or a supervisor's stop
-// (systemd sends SIGTERM) ends a bot cleanly at any moment of its life: before the daemon
-// exists, while registering, with turns in flight.
-//
-//     int main() {
-//       ensemble::SignalStop stop;  // first thing: before the Client and its gRPC threads
-//       auto client = ensemble::Client::from_env();
-//       auto bot = client.service("bot", options);
-//       bot->stop_on(stop.token(), std::chrono::seconds(10));  // then drain, up to 10 s
-//       bot->start();   // throws RegistrationError (CANCELLED) if the stop comes first
-//       bot->wait();    // OK once drained and closed
-//     }
-//
-// How a signal gets here. The constructor blocks the signals in its own thread, so every
-// thread started after it (gRPC's among them, when the Client comes after) inherits the
-// block: the kernel then keeps a signal pending, and a watcher thread (the one thread this
-// class owns, started by the constructor and joined by the destructor) takes it from a
-// signalfd. A thread started earlier that does not block them still gets them, through a
-// handler that only write()s the signal number into a pipe the watcher also reads
-// (async-signal-safe; it must not lock, allocate or call into the library). Either way the
-// stop is requested on the watcher thread, so every std::stop_callback on token()
-// (Service::stop_on's among them) runs there. Constructing it first thing in main() keeps to
-// the first path, which also works where signal delivery to a thread parked in a raw system
-// call is deferred (ThreadSanitizer). A second signal while the first is being handled exits
-// at once with 128 + its number (Options::second_signal_exits), for a shutdown that hangs.
+/// @file
+/// SignalStop: SIGINT and SIGTERM as a std::stop_token, so that Ctrl-C or a supervisor's stop
+/// (systemd sends SIGTERM) ends a bot cleanly at any moment of its life: before the daemon
+/// exists, while registering, with turns in flight.
+///
+///     int main() {
+///       ensemble::SignalStop stop;  // first thing: before the Client and its gRPC threads
+///       auto client = ensemble::Client::from_env();
+///       auto bot = client.service("bot", options);
+///       bot->stop_on(stop.token(), std::chrono::seconds(10));  // then drain, up to 10 s
+///       bot->start();   // throws RegistrationError (CANCELLED) if the stop comes first
+///       bot->wait();    // OK once drained and closed
+///     }
+///
+/// How a signal gets here. The constructor blocks the signals in its own thread, so every
+/// thread started after it (gRPC's among them, when the Client comes after) inherits the
+/// block: the kernel then keeps a signal pending, and a watcher thread (the one thread this
+/// class owns, started by the constructor and joined by the destructor) takes it from a
+/// signalfd. A thread started earlier that does not block them still gets them, through a
+/// handler that only write()s the signal number into a pipe the watcher also reads
+/// (async-signal-safe; it must not lock, allocate or call into the library). Either way the
+/// stop is requested on the watcher thread, so every std::stop_callback on token()
+/// (Service::stop_on's among them) runs there. Constructing it first thing in main() keeps to
+/// the first path, which also works where signal delivery to a thread parked in a raw system
+/// call is deferred (ThreadSanitizer). A second signal while the first is being handled exits
+/// at once with 128 + its number (Options::second_signal_exits), for a shutdown that hangs.
 #pragma once
 
 #include <ensemble/errors.hpp>
@@ -61,19 +62,24 @@ extern "C" inline void forward_signal_to_pipe(int signal) {
 }
 }  // namespace detail
 
+/// SIGINT and SIGTERM (or the signals of Options) as a std::stop_token; how the signals get
+/// here is in the file's overview. Neither copyable nor movable: the watcher thread is tied
+/// to this object.
 class SignalStop {
  public:
+  /// Which signals stop, and what a second one does.
   struct Options {
-    std::vector<int> signals{SIGINT, SIGTERM};  // each in 1..255
-    bool second_signal_exits = true;            // std::_Exit(128 + signal) on the next one
+    std::vector<int> signals{SIGINT, SIGTERM};  ///< each in 1..255
+    bool second_signal_exits = true;            ///< std::_Exit(128 + signal) on the next one
   };
 
+  /// SIGINT and SIGTERM, the second one exiting at once.
   SignalStop() : SignalStop(Options{}) {}
 
-  // Blocks the signals in this thread, installs the handlers and starts the watcher thread.
-  // One SignalStop at a time per process (signal dispositions are process-wide): a second
-  // one throws Error, as does a signal number outside 1..255. Throws Error when the pipe,
-  // the signalfd or a handler cannot be set up (with errno's words).
+  /// Blocks the signals in this thread, installs the handlers and starts the watcher thread.
+  /// One SignalStop at a time per process (signal dispositions are process-wide): a second
+  /// one throws Error, as does a signal number outside 1..255. Throws Error when the pipe,
+  /// the signalfd or a handler cannot be set up (with errno's words).
   explicit SignalStop(Options options) : options_(std::move(options)) {
     sigemptyset(&set_);
     for (int s : options_.signals) {
@@ -122,9 +128,9 @@ class SignalStop {
   SignalStop(const SignalStop&) = delete;
   SignalStop& operator=(const SignalStop&) = delete;
 
-  // Joins the watcher thread and restores the handlers that were there before, and this
-  // thread's signal mask when it is the constructing thread (a signal still pending then
-  // takes its old course).
+  /// Joins the watcher thread and restores the handlers that were there before, and this
+  /// thread's signal mask when it is the constructing thread (a signal still pending then
+  /// takes its old course).
   ~SignalStop() {
     const unsigned char finish = 0;  // not a signal number: tells the watcher to return
     (void)!::write(write_fd_, &finish, 1);
@@ -135,13 +141,13 @@ class SignalStop {
     close_fds();
   }
 
-  // Stopped at the first signal (or request_stop()).
+  /// Stopped at the first signal (or request_stop()).
   std::stop_token token() const noexcept { return source_.get_token(); }
 
-  // The first signal that came, 0 before one did (or when request_stop() came first).
+  /// The first signal that came, 0 before one did (or when request_stop() came first).
   int signal() const noexcept { return signal_.load(); }
 
-  // As if a signal had come, without one: runs token()'s stop callbacks on this thread.
+  /// As if a signal had come, without one: runs token()'s stop callbacks on this thread.
   void request_stop() noexcept { source_.request_stop(); }
 
  private:

@@ -1,14 +1,15 @@
-// ThreadPool: worker threads you create, for handlers that do slow work (a model call, a
-// database query). Give its executor() to ServiceOptions::executor, with
-// ServiceOptions::max_turns_in_flight up to its size, and a service runs that many turns at
-// once, one peer at a time each (service.hpp, "Where callbacks run").
-//
-//     ensemble::ThreadPool pool(8);  // eight threads, from here until pool is destroyed
-//     auto bot = client.service("bot", {.executor = pool.executor(), .max_turns_in_flight = 8});
-//
-// The library starts no thread of its own: these are yours, started by the constructor and
-// joined by the destructor. Declare the pool before the Client and its services, so that it
-// outlives them (a service's last turns run on it).
+/// @file
+/// ThreadPool: worker threads you create, for handlers that do slow work (a model call, a
+/// database query). Give its executor() to ServiceOptions::executor, with
+/// ServiceOptions::max_turns_in_flight up to its size, and a service runs that many turns at
+/// once, one peer at a time each (service.hpp, "Where callbacks run").
+///
+///     ensemble::ThreadPool pool(8);  // eight threads, from here until pool is destroyed
+///     auto bot = client.service("bot", {.executor = pool.executor(), .max_turns_in_flight = 8});
+///
+/// The library starts no thread of its own: these are yours, started by the constructor and
+/// joined by the destructor. Declare the pool before the Client and its services, so that it
+/// outlives them (a service's last turns run on it).
 #pragma once
 
 #include <ensemble/errors.hpp>
@@ -28,10 +29,11 @@
 
 namespace ensemble {
 
+/// Worker threads for slow handlers (see the file's overview). Neither copyable nor movable.
 class ThreadPool {
  public:
-  // Starts `threads` worker threads (at least 1: 0 is a ConfigError). Tasks run in the order
-  // they were posted, as workers come free.
+  /// Starts `threads` worker threads (at least 1: 0 is a ConfigError). Tasks run in the order
+  /// they were posted, as workers come free.
   explicit ThreadPool(std::size_t threads) : state_(std::make_shared<State>()) {
     if (threads == 0) throw ConfigError("ThreadPool: the number of threads must be at least 1");
     workers_.reserve(threads);
@@ -41,9 +43,9 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  // Runs every task already posted, then joins the threads. A post from then on throws
-  // Error (a service's turns then run on the thread that posted them). Must not run on one
-  // of the pool's own threads.
+  /// Runs every task already posted, then joins the threads. A post from then on throws
+  /// Error (a service's turns then run on the thread that posted them). Must not run on one
+  /// of the pool's own threads.
   ~ThreadPool() {
     {
       std::lock_guard lock(state_->mu);
@@ -53,16 +55,17 @@ class ThreadPool {
     for (auto& worker : workers_) worker.join();
   }
 
-  // Queues `task` for a worker. Any thread. An exception escaping the task goes to the log
-  // sink (log.hpp); the worker goes on. Throws Error once the pool is being destroyed.
+  /// Queues `task` for a worker. Any thread. An exception escaping the task goes to the log
+  /// sink (log.hpp); the worker goes on. Throws Error once the pool is being destroyed.
   void post(std::function<void()> task) { state_->post(std::move(task)); }
 
-  // The pool as a ServiceOptions::executor. The function may outlive the pool; posting
-  // through it then throws Error, as post() does.
+  /// The pool as a ServiceOptions::executor. The function may outlive the pool; posting
+  /// through it then throws Error, as post() does.
   std::function<void(std::function<void()>)> executor() const {
     return [state = state_](std::function<void()> task) { state->post(std::move(task)); };
   }
 
+  /// The number of worker threads.
   std::size_t size() const noexcept { return workers_.size(); }
 
  private:

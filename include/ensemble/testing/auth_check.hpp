@@ -1,6 +1,7 @@
-// The daemon's server-side admin-key check (daemon-protocol.md sections 4 and 5a), for test
-// servers and the daemon double. It reproduces the real daemon's order of checks, status
-// codes and texts word for word, so a client tested against it sees what a real daemon says.
+/// @file
+/// The daemon's server-side admin-key check (daemon-protocol.md sections 4 and 5a), for test
+/// servers and the daemon double. It reproduces the real daemon's order of checks, status
+/// codes and texts word for word, so a client tested against it sees what a real daemon says.
 #pragma once
 
 #include <ensemble/auth.hpp>
@@ -20,8 +21,8 @@
 
 namespace ensemble::testing {
 
-// How far the signed timestamp may be from the server's clock, either way. Exactly this far
-// still passes.
+/// How far the signed timestamp may be from the server's clock, either way. Exactly this far
+/// still passes.
 inline constexpr std::chrono::seconds kAuthFreshness{300};
 
 namespace detail {
@@ -77,8 +78,8 @@ inline bool outside_freshness(std::int64_t unix_seconds,
 
 }  // namespace detail
 
-// Checks one call's metadata against the daemon's admin key, as the daemon does: OK, or the
-// status the daemon would end the call with.
+/// Checks one call's metadata against the daemon's admin key, as the daemon does: OK, or the
+/// status the daemon would end the call with.
 inline grpc::Status check_admin_auth(
     const std::multimap<grpc::string_ref, grpc::string_ref>& client_metadata,
     const std::array<std::uint8_t, 32>& admin_key, std::chrono::system_clock::time_point now) {
@@ -119,7 +120,7 @@ inline grpc::Status check_admin_auth(
   return Status::OK;
 }
 
-// The same check against the system clock.
+/// The same check against the system clock.
 inline grpc::Status check_admin_auth(
     const std::multimap<grpc::string_ref, grpc::string_ref>& client_metadata,
     const std::array<std::uint8_t, 32>& admin_key) {
