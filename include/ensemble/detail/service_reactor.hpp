@@ -80,7 +80,7 @@ void BasicService<Unused>::deliver(InboundEvent& event) {
 }
 
 template <class Unused>
-void BasicService<Unused>::report_dropped(std::uint64_t count) { call(dropped_handler_, count); }  void unhandled(std::vector<InboundEvent>& events) {
+void BasicService<Unused>::unhandled(std::vector<InboundEvent>& events) {
   for (auto& event : events) answer_unhandled(event);
 }
 
@@ -140,7 +140,7 @@ void BasicService<Unused>::notify(const Handler& handler, Value value) {
 }
 
 template <class Unused>
-void BasicService<Unused>::notify_state(ServiceState s) { notify(state_handler_, s); }  void on_registered() {
+void BasicService<Unused>::on_registered() {
   std::optional<std::promise<void>> registration;
   bool again = false;
   {
