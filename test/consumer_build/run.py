@@ -212,7 +212,7 @@ def build_and_run_cmake(project, build, build_root, stage):
 
 # The README's install recipe (section "Installed, through pkg-config").
 INSTALL_OPTIONS = ["--buildtype=release", "-Dtests=disabled", "-Dexamples=disabled",
-                   "-Dbenchmarks=disabled", "-Dfuzz=disabled"]
+                   "-Dbenchmarks=disabled", "-Dfuzz=disabled", "-Ddocs=disabled"]
 INSTALL_ONLY_TARGETS = {"ensemble_proto", "ensemble_double_proto", "ensemble_testing",
                         "ensemble-keygen", "ensemble-loopbackd"}
 
