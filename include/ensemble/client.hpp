@@ -28,6 +28,7 @@
 #include <ensemble/detail/connection.hpp>
 #include <ensemble/detail/deadline.hpp>
 #include <ensemble/detail/failure.hpp>
+#include <ensemble/detail/node_conversions.hpp>
 #include <ensemble/detail/open_events.hpp>
 #include <ensemble/detail/unary.hpp>
 #include <ensemble/errors.hpp>

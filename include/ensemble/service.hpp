@@ -77,6 +77,7 @@
 #include <ensemble/detail/event_decoding.hpp>
 #include <ensemble/detail/failure.hpp>
 #include <ensemble/detail/manifest.hpp>
+#include <ensemble/detail/node_conversions.hpp>
 #include <ensemble/detail/turn_queue.hpp>
 #include <ensemble/detail/unary.hpp>
 #include <ensemble/detail/wire_check.hpp>
