@@ -26,6 +26,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -1128,20 +1129,28 @@ std::string grouped(double v, int decimals) {
 
 void print_table(const Config& cfg, const Report& report) {
   std::printf("\nensemble-bench: the library against raw gRPC, same run, same daemon double\n");
-  std::printf("%d run%s%s; figures are medians; ratio = median over runs of library/raw from the same run\n",
+  std::printf("%d run%s%s; figures are medians; ratio = median over runs of library/raw from the same run,\n"
+              "ratio range = the lowest and highest of those per-run ratios\n",
               cfg.runs, cfg.runs == 1 ? "" : "s", cfg.quick ? " (--quick: small counts, not for conclusions)" : "");
   std::printf("load average (1 min) %.2f at start, %.2f at end, on %u cores; took %.0f s\n\n",
               report.load_start[0], report.load_end[0], std::thread::hardware_concurrency(), report.seconds);
-  std::printf("%-44s %-9s %11s %11s %6s %12s %11s %6s\n", "workload", "unit", "library", "raw", "ratio", "target",
-              "ceiling", "cpu");
+  std::printf("%-44s %-9s %11s %11s %6s %11s %12s %11s %6s\n", "workload", "unit", "library", "raw", "ratio",
+              "ratio range", "target", "ceiling", "cpu");
   for (const Row& r : report.rows) {
     std::string target = "-";
     if (auto met = r.met()) target = r.target_op + fixed(r.target, 2) + (*met ? " met" : " MISS");
     const std::string ceiling = r.ceiling.empty() ? "-" : grouped(bench::median(r.ceiling), r.decimals);
     const std::string cpu = r.cpu_ratios.empty() ? "-" : fixed(bench::median(r.cpu_ratios), 2);
-    std::printf("%-44s %-9s %11s %11s %6s %12s %11s %6s\n", r.label.c_str(), r.unit.c_str(),
+    // The lowest and highest of the per-run ratios, so that a reader sees how far one run
+    // strays from the median.
+    std::string range = "-";
+    if (!r.ratios.empty()) {
+      const auto [low, high] = std::minmax_element(r.ratios.begin(), r.ratios.end());
+      range = fixed(*low, 2) + "-" + fixed(*high, 2);
+    }
+    std::printf("%-44s %-9s %11s %11s %6s %11s %12s %11s %6s\n", r.label.c_str(), r.unit.c_str(),
                 grouped(bench::median(r.library), r.decimals).c_str(), grouped(bench::median(r.raw), r.decimals).c_str(),
-                fixed(r.ratio(), 2).c_str(), target.c_str(), ceiling.c_str(), cpu.c_str());
+                fixed(r.ratio(), 2).c_str(), range.c_str(), target.c_str(), ceiling.c_str(), cpu.c_str());
   }
   const Signing& s = report.signing;
   if (!s.unsigned_calls.empty()) {
