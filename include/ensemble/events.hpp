@@ -95,7 +95,8 @@ struct ServiceError {
   std::string from_addr;  ///< the peer whose envelope was refused, when the daemon says
 };
 
-/// One decoded ServiceEvent: what decode_event() returns.
+/// One event of the service's stream, decoded from the daemon's ServiceEvent message (never a
+/// failure: what this version cannot decode is an UnknownEvent).
 using ServiceEvent = std::variant<ChatMessage, ConnectionRequest, RpcMessage, PeerIntroduction,
                                   UnknownEvent>;
 
