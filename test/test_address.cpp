@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+namespace test_address {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using ensemble::is_onion_address;
 using ensemble::is_valid_address;
 
@@ -180,3 +182,5 @@ TEST_CASE("onion endpoints: 56 base32 characters and .onion") {
   CHECK_FALSE(is_onion_address(""));
   CHECK_FALSE(is_onion_address(kVectorAddress));
 }
+
+}  // namespace test_address

@@ -20,6 +20,10 @@
 #include <thread>
 #include <vector>
 
+std::string second_tu_address_of_generated_seed();  // test/auth_second_tu.cpp
+
+namespace test_auth {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace std::chrono_literals;
 using ensemble::AuthError;
 using ensemble::Seed;
@@ -662,8 +666,8 @@ TEST_CASE("signing credentials refuse a null signer") {
   CHECK_THROWS_AS(ensemble::signing_call_credentials(nullptr), AuthError);
 }
 
-std::string second_tu_address_of_generated_seed();  // test/auth_second_tu.cpp
-
 TEST_CASE("the headers link from two translation units") {
   CHECK(ensemble::is_valid_address(second_tu_address_of_generated_seed()));
 }
+
+}  // namespace test_auth

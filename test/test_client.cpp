@@ -14,6 +14,8 @@
 #include <optional>
 #include <string>
 
+namespace test_client {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
 
@@ -139,3 +141,5 @@ TEST_CASE("start() and calls go through a listener that takes 300 ms to accept")
   CHECK_FALSE(client.get_identity({.timeout = std::chrono::seconds(10)}).address.empty());
   CHECK(slow.accepted() >= 1);
 }
+
+}  // namespace test_client

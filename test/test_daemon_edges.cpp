@@ -30,6 +30,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_daemon_edges {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace std::chrono_literals;
 using Catch::Matchers::Contains;
 using ensemble::testing::DaemonDouble;
@@ -639,3 +641,5 @@ TEST_CASE("keepalive goes on pinging a quiet stream, so a freeze after many ping
   REQUIRE(status);
   CHECK(status->error_code() == grpc::StatusCode::UNAVAILABLE);
 }
+
+}  // namespace test_daemon_edges

@@ -8,6 +8,13 @@
 #include <thread>
 #include <vector>
 
+// test/double_second_tu.cpp
+namespace double_test {
+std::string second_tu_node_address(const ensemble::testing::DaemonDouble& daemon);
+}
+
+namespace test_double {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace double_test;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
@@ -776,11 +783,9 @@ TEST_CASE("double: inject_introduction goes through the gate like any envelope")
   CHECK(got.session_id() == "match-7");
 }
 
-namespace double_test {
-std::string second_tu_node_address(const ensemble::testing::DaemonDouble& daemon);
-}
-
 TEST_CASE("double: the headers link from two translation units") {
   DaemonDouble daemon;
   CHECK(double_test::second_tu_node_address(daemon) == daemon.node_address());
 }
+
+}  // namespace test_double

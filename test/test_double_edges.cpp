@@ -11,6 +11,8 @@
 #include <future>
 #include <thread>
 
+namespace test_double_edges {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace double_test;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
@@ -380,3 +382,5 @@ TEST_CASE("edges: a pending connection request has no time limit unless the test
   REQUIRE(!id.empty());
   CHECK(daemon.wait_decision(id, 3s) == "rejected: connection request timed out");
 }
+
+}  // namespace test_double_edges

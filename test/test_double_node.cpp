@@ -23,6 +23,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+namespace test_double_node {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace double_test;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
@@ -683,3 +685,5 @@ TEST_CASE("ensemble-loopbackd: --help, bad flags, one daemon per node identity")
   CHECK(refused.find("already live") != std::string::npos);
   CHECK(first.stop() == 0);
 }
+
+}  // namespace test_double_node

@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_event_delivery {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace std::chrono_literals;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
@@ -559,3 +561,5 @@ TEST_CASE("ending with events still queued: nothing of the user's runs after the
     CHECK(seen.load() == at_end);
   }
 }
+
+}  // namespace test_event_delivery

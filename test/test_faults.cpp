@@ -48,6 +48,8 @@
 
 extern char** environ;
 
+namespace test_faults {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace std::chrono_literals;
 using Catch::Matchers::Contains;
 using ensemble::testing::DaemonDouble;
@@ -778,3 +780,5 @@ TEST_CASE("the double quotes values exactly as Go's %q does") {
     CHECK_THAT(errors[4], Contains("no pending connection request \"\\U000e0001 \u00e9\""));
   }
 }
+
+}  // namespace test_faults

@@ -10,6 +10,8 @@
 #include <random>
 #include <string>
 
+namespace test_file_transfer {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace node_test;
 using Catch::Matchers::Contains;
 
@@ -252,3 +254,5 @@ TEST_CASE("file_transfer_result: how a finished stream becomes the final result"
   CHECK_THROWS_MATCHES(file_transfer_result(grpc::Status(grpc::StatusCode::INTERNAL, "sending file: x"), ok).value(),
                        ensemble::RpcError, rpc_code(grpc::StatusCode::INTERNAL));
 }
+
+}  // namespace test_file_transfer

@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+namespace test_inputs {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using Catch::Matchers::Contains;
 using test_support::IdentityServer;
 using test_support::Transport;
@@ -308,3 +310,5 @@ TEST_CASE("a registration refused with error{message} and then OK never reports 
     }
   }
 }
+
+}  // namespace test_inputs

@@ -25,6 +25,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+namespace test_keygen {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using test_support::TempDir;
 
 namespace {
@@ -338,3 +340,5 @@ TEST_CASE("the daemon double started with the printed public key accepts the see
   auto refused = stranger.service("keygen-stranger");
   CHECK_THROWS_AS(refused->start(), ensemble::RegistrationError);
 }
+
+}  // namespace test_keygen

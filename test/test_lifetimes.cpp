@@ -27,6 +27,8 @@
 
 #include <unistd.h>
 
+namespace test_lifetimes {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace std::chrono_literals;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
@@ -560,3 +562,5 @@ TEST_CASE("the safe way to release a service whose handler takes your lock") {
   std::lock_guard lock(state_mu);
   CHECK(handled == after_release);  // no handler ran after the release returned
 }
+
+}  // namespace test_lifetimes

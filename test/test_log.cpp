@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_log {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -100,3 +102,5 @@ TEST_CASE("a sink that throws loses nothing: the message goes to stderr") {
   ensemble::set_log_sink({});
   CHECK(err.text().find("chmod 600") != std::string::npos);
 }
+
+}  // namespace test_log

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <string>
 
+namespace test_node {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace node_test;
 using Catch::Matchers::Contains;
 
@@ -348,3 +350,5 @@ TEST_CASE("a callback call still pending when the Client goes is cancelled, and 
   REQUIRE_FALSE(r.ok());
   CHECK(r.status()->error_code() == grpc::StatusCode::CANCELLED);
 }
+
+}  // namespace test_node

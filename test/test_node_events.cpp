@@ -8,6 +8,8 @@
 #include <atomic>
 #include <string>
 
+namespace test_node_events {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace node_test;
 using Catch::Matchers::Contains;
 using ensemble::DaemonChatMessage;
@@ -409,3 +411,5 @@ TEST_CASE("many subscriptions on one client each get every event") {
   subs.clear();
   CHECK(node.client.open_calls() == 0);
 }
+
+}  // namespace test_node_events

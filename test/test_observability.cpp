@@ -31,6 +31,8 @@
 #include <utility>
 #include <vector>
 
+namespace test_observability {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace std::chrono_literals;
 using ensemble::Connectivity;
 using test_support::eventually;
@@ -495,3 +497,5 @@ TEST_CASE("the default stderr sink prints warnings and errors, not info") {
   CHECK(err.text().find("registered") == std::string::npos);
   CHECK(err.text().find("ended") == std::string::npos);
 }
+
+}  // namespace test_observability

@@ -18,6 +18,8 @@
 
 #include <sys/resource.h>
 
+namespace test_reliability {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace std::chrono_literals;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
@@ -342,3 +344,5 @@ TEST_CASE("reconnect gives up after max_attempts and says so") {
   CHECK(svc->state() == ensemble::ServiceState::closed);
   CHECK(reconnecting.load() == 3);
 }
+
+}  // namespace test_reliability

@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_service {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace std::chrono_literals;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
@@ -509,3 +511,5 @@ TEST_CASE("a queued action that never reached the wire is reported, not dropped"
   CHECK(stats.actions_unsent == static_cast<std::uint64_t>(unsent.load()));
   CHECK(d.daemon.actions("unsent").size() <= stats.actions_written);
 }
+
+}  // namespace test_service

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <string>
 
+namespace test_spawn {  // this file's names; test_ensemble is a unity build (meson.build)
+
 namespace {
 
 constexpr const char* kVariables[] = {"ENSEMBLE_SOCKET", "ENSEMBLE_SERVICE_NAME",
@@ -142,3 +144,5 @@ TEST_CASE("SpawnContext is an aggregate that tests can build directly") {
   const ensemble::SpawnContext context{.socket_path = "/s", .service_token = "t"};
   CHECK(context.supervised());
 }
+
+}  // namespace test_spawn

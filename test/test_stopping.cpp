@@ -28,6 +28,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+namespace test_stopping {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace std::chrono_literals;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
@@ -415,3 +417,5 @@ TEST_CASE("SignalStop: threads older than it take signals through the handler, a
   cv.notify_all();
   for (auto& t : older) t.join();
 }
+
+}  // namespace test_stopping

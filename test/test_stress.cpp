@@ -28,6 +28,8 @@
 #include <variant>
 #include <vector>
 
+namespace test_stress {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace std::chrono_literals;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
@@ -390,3 +392,5 @@ TEST_CASE("stress: reconnect under traffic, the daemon killed and restarted twic
   CHECK(alpha.svc->address() == to_alpha);  // the same identity after every restart
   CHECK(beta.svc->address() == to_beta);
 }
+
+}  // namespace test_stress

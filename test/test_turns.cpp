@@ -25,6 +25,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_turns {  // this file's names; test_ensemble is a unity build (meson.build)
+
 using namespace std::chrono_literals;
 using ensemble::testing::DaemonDouble;
 using ensemble::testing::DaemonDoubleOptions;
@@ -600,3 +602,5 @@ TEST_CASE("turns: after one slow turn on a gRPC thread, reading goes on while th
   svc->close();
   CHECK(svc->wait().ok());
 }
+
+}  // namespace test_turns
