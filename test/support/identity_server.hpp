@@ -1,14 +1,15 @@
 // A real gRPC server (callback API) that checks admin-key auth exactly as the daemon does,
 // for testing the client side of auth over real sockets. It serves GetIdentity (unary) and
 // Subscribe (server streaming: one event, then OK) and refuses both with the daemon's status
-// when check_admin_auth fails. It records each call's timestamp and user agent. Its constructors and destructors are in identity_server.cpp:
-// building the generated CallbackService is seconds of compile time, paid there once rather
-// than in each test file that includes this.
+// when check_admin_auth fails. It records each call's timestamp and user agent. Its
+// constructors and destructors are in identity_server.cpp, compiled once.
 #pragma once
 
 #include <ensemble/address.hpp>
 #include <ensemble/detail/inputs.hpp>
 #include <ensemble/proto/ensemble.grpc.pb.h>
+
+#include "ensemble_service_base.hpp"
 #include <ensemble/testing/auth_check.hpp>
 
 #include <grpcpp/grpcpp.h>
@@ -77,7 +78,7 @@ class IdentityServer {
   }
 
  private:
-  struct Service final : ensemble::api::EnsembleService::CallbackService {
+  struct Service final : EnsembleServiceBase {
     explicit Service(const std::array<std::uint8_t, 32>& key);
     ~Service() override;
 

@@ -7,6 +7,8 @@
 #include <ensemble/detail/inputs.hpp>
 #include <ensemble/proto/ensemble.grpc.pb.h>
 
+#include "ensemble_service_base.hpp"
+
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -65,7 +67,7 @@ class OkEndingRegistry {
     ensemble::api::ServiceServerMessage reply_;
   };
 
-  struct Service final : ensemble::api::EnsembleService::CallbackService {
+  struct Service final : EnsembleServiceBase {
     explicit Service(std::string message) : error_message(std::move(message)) {}
 
     Reactor* RegisterService(grpc::CallbackServerContext* context) override {

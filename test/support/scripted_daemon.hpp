@@ -10,6 +10,8 @@
 
 #include <ensemble/proto/ensemble.grpc.pb.h>
 
+#include "ensemble_service_base.hpp"
+
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -21,7 +23,7 @@
 
 namespace test_support {
 
-class ScriptedDaemon final : public ensemble::api::EnsembleService::CallbackService {
+class ScriptedDaemon final : public EnsembleServiceBase {
  public:
   // false: RegisterService is UNIMPLEMENTED "service registry not configured on this daemon".
   std::atomic<bool> registry_ready{true};

@@ -8,6 +8,8 @@
 #include <ensemble/address.hpp>
 #include <ensemble/proto/ensemble.grpc.pb.h>
 
+#include "ensemble_service_base.hpp"
+
 #include <grpcpp/grpcpp.h>
 
 #include <array>
@@ -22,7 +24,7 @@
 
 namespace test_support {
 
-class ScriptedRegistrations final : public ensemble::api::EnsembleService::CallbackService {
+class ScriptedRegistrations final : public EnsembleServiceBase {
  public:
   // What the daemon does with one RegisterService call, after reading its manifest.
   enum class Answer {
