@@ -13,7 +13,7 @@ import pathlib
 import re
 import sys
 
-SOURCE = re.compile(r"`((?:examples|test|include|packaging)/[\w./-]+(?:\.cpp|\.hpp|\.wrap|/CMakeLists\.txt|/meson\.build))`")
+SOURCE = re.compile(r"`((?:examples|test|src|include|packaging)/[\w./-]+(?:\.cpp|\.hpp|\.wrap|/CMakeLists\.txt|/meson\.build))`")
 CHECKED = ("```cpp", "```ini", "```cmake", "```meson")
 
 
