@@ -8,9 +8,9 @@
 #include <ensemble/address.hpp>
 #include <ensemble/detail/inputs.hpp>
 #include <ensemble/proto/ensemble.grpc.pb.h>
+#include <ensemble/testing/auth_check.hpp>
 
 #include "ensemble_service_base.hpp"
-#include <ensemble/testing/auth_check.hpp>
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
